@@ -1,0 +1,67 @@
+# Real-time card-fraud pipeline. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JARS_STAMP := .jars/.complete
+PROFILE ?= local
+
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: help check-tools venv jars demo test test-fast lint format bench clean aws-start aws-stop train
+
+help: ## Show this help.
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+check-tools: ## Check Python >= 3.11, Java >= 17 and Maven are installed.
+	@bash scripts/check_tools.sh "$(PYTHON)"
+
+$(STAMP): pyproject.toml
+	@bash scripts/check_tools.sh "$(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,infra]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install the project with its dev tools.
+
+$(JARS_STAMP): infrastructure/jars/pom.xml
+	bash scripts/fetch_jars.sh
+
+jars: $(JARS_STAMP) ## Copy the Delta and hadoop-aws JARs from Maven Central into .jars/.
+
+demo: venv jars ## Run the pipeline on the embedded AWS emulator (no cloud, no Docker).
+	$(PY) -m scripts.demo --profile $(PROFILE)
+
+test: venv jars ## Run the whole test suite (unit, integration and slow tests).
+	$(PY) -m pytest
+
+test-fast: venv ## Run the tests that need neither Spark nor the JARs.
+	$(PY) -m pytest -m "not slow"
+
+lint: venv ## ruff (lint + format check) and mypy.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv ## Format the code with ruff.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv jars ## Run the benchmarks; figures are printed and saved under bench-results/.
+	$(PY) -m scripts.bench_producer
+	$(PY) -m scripts.bench_processor
+
+aws-start: venv ## Start the embedded AWS emulator (moto's server) in the background.
+	$(PY) -m scripts.local_aws start --profile $(PROFILE)
+
+aws-stop: venv ## Stop the embedded AWS emulator.
+	$(PY) -m scripts.local_aws stop --profile $(PROFILE)
+
+clean: ## Remove local data (lake, checkpoints, models) and stop the emulator.
+	-$(PY) -m scripts.local_aws stop --profile $(PROFILE)
+	rm -rf data bench-results spark-warehouse

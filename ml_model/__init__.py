@@ -1,0 +1,1 @@
+"""Training, model artifacts and scorers (local scikit-learn or a SageMaker endpoint)."""

@@ -1,0 +1,1 @@
+"""PySpark Structured Streaming job: Kinesis -> parse -> features -> score -> Delta + DynamoDB."""

@@ -1,0 +1,106 @@
+"""One way to build the SparkSession: Delta, s3a against the profile's endpoint, local JARs.
+
+The JARs come from `.jars/` (filled by `make jars` from infrastructure/jars/pom.xml) or from
+`FRAUD_SPARK_JARS_DIR`; in the container image they are already in Spark's own jars folder,
+which `FRAUD_SPARK_JARS_DIR=none` signals.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from config.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from config.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+JARS_DIR_ENV = "FRAUD_SPARK_JARS_DIR"
+
+
+def jar_paths() -> list[str]:
+    """The JARs to pass as spark.jars; empty when the runtime already has them."""
+    configured = os.environ.get(JARS_DIR_ENV)
+    if configured == "none":
+        return []
+    jars_dir = Path(configured) if configured else PROJECT_ROOT / ".jars"
+    jars = sorted(str(path) for path in jars_dir.glob("*.jar"))
+    if not jars:
+        raise ConfigError(
+            f"no JARs in {jars_dir}: run `make jars` (or set {JARS_DIR_ENV} to a folder holding "
+            "the Delta and hadoop-aws JARs)"
+        )
+    return jars
+
+
+def s3a_options(settings: Settings) -> dict[str, str]:
+    """hadoop-aws options for the profile: endpoint override and path-style access off AWS."""
+    aws = settings.aws
+    options = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint.region": aws.region,
+    }
+    if aws.endpoint_url:
+        options.update(
+            {
+                "spark.hadoop.fs.s3a.endpoint": aws.endpoint_url,
+                "spark.hadoop.fs.s3a.path.style.access": "true",
+                "spark.hadoop.fs.s3a.connection.ssl.enabled": str(
+                    aws.endpoint_url.startswith("https")
+                ).lower(),
+                "spark.hadoop.fs.s3a.change.detection.mode": "none",
+            }
+        )
+    if aws.access_key_id and aws.secret_access_key:
+        options.update(
+            {
+                "spark.hadoop.fs.s3a.access.key": aws.access_key_id,
+                "spark.hadoop.fs.s3a.secret.key": aws.secret_access_key,
+                "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+                ),
+            }
+        )
+    return options
+
+
+def build_spark(
+    settings: Settings,
+    app_name: str = "fraud-processor",
+    master: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> SparkSession:
+    """Get or create the session with Delta, RocksDB state and the profile's s3a settings."""
+    from pyspark.sql import SparkSession
+
+    # Python workers must run this interpreter, or they cannot import pyarrow and the project.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit (which sets PYSPARK_GATEWAY_PORT) the master comes from its --master.
+    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(master or os.environ.get("FRAUD_SPARK_MASTER", "local[2]"))
+    options = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(settings.processor.shuffle_partitions),
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        **s3a_options(settings),
+    }
+    jars = jar_paths()
+    if jars:
+        options["spark.jars"] = ",".join(jars)
+    options.update(extra or {})
+    for key, value in options.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

@@ -1,0 +1,1 @@
+"""Synthetic and replayed card transactions, sent to Kinesis."""

@@ -1,0 +1,343 @@
+"""The event contract: the one definition of what travels on the stream.
+
+Three event types share an envelope (`schema_version`, `event_type`, `event_time`, optional
+`label`) and add their own fields. Producer, processor and ml_model import this module; nothing
+else redefines a field. Events are JSON objects encoded as compact UTF-8.
+
+`card_number` is the PAN as an issuer sends it and is marked `sensitive`: the processor replaces
+it with a keyed HMAC token and the last four digits before anything is written.
+
+The ground truth (`label.is_fraud`, `label.fraud_scenario`) travels beside the event for
+evaluation only; `FEATURE_FORBIDDEN_FIELDS` names what no feature may read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+SCHEMA_VERSION: Final = 1
+SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1})
+
+TRANSACTION: Final = "transaction"
+AUTH: Final = "auth"
+CHARGEBACK: Final = "chargeback"
+EVENT_TYPES: Final = (TRANSACTION, AUTH, CHARGEBACK)
+
+CURRENCIES: Final = frozenset(
+    {"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "CHF", "SEK", "NOK", "DKK", "PLN", "MXN", "BRL"}
+)
+CHANNELS: Final = frozenset({"pos", "ecom", "atm", "contactless"})
+AUTH_METHODS: Final = frozenset({"password", "otp", "biometric"})
+FRAUD_SCENARIOS: Final = (
+    "card_testing",
+    "atm_cashout_abroad",
+    "compromised_terminal",
+    "account_takeover",
+    "amount_anomaly",
+    "structuring",
+)
+MAX_AMOUNT: Final = 1_000_000.0
+# An event_time further ahead of the reference clock than this is rejected.
+MAX_FUTURE_SKEW: Final = timedelta(days=1)
+
+# The id that identifies one event of each type; duplicates share it.
+ID_FIELD: Final = {TRANSACTION: "transaction_id", AUTH: "auth_id", CHARGEBACK: "chargeback_id"}
+# The field whose value is the Kinesis partition key, so a card's events stay in order.
+PARTITION_KEY_FIELD: Final = "card_number"
+LABEL_FIELD: Final = "label"
+FEATURE_FORBIDDEN_FIELDS: Final = frozenset({LABEL_FIELD, "is_fraud", "fraud_scenario"})
+
+# Reason codes for events that fail validation; the dead-letter table stores them.
+REASON_NOT_JSON: Final = "not_json"
+REASON_NOT_AN_OBJECT: Final = "not_an_object"
+REASON_UNKNOWN_SCHEMA_VERSION: Final = "unknown_schema_version"
+REASON_UNKNOWN_EVENT_TYPE: Final = "unknown_event_type"
+REASON_MISSING_FIELD: Final = "missing_field"
+REASON_WRONG_TYPE: Final = "wrong_type"
+REASON_OUT_OF_RANGE: Final = "out_of_range"
+REASON_INVALID_VALUE: Final = "invalid_value"
+REASON_FUTURE_EVENT_TIME: Final = "future_event_time"
+REASONS: Final = (
+    REASON_NOT_JSON,
+    REASON_NOT_AN_OBJECT,
+    REASON_UNKNOWN_SCHEMA_VERSION,
+    REASON_UNKNOWN_EVENT_TYPE,
+    REASON_MISSING_FIELD,
+    REASON_WRONG_TYPE,
+    REASON_OUT_OF_RANGE,
+    REASON_INVALID_VALUE,
+    REASON_FUTURE_EVENT_TIME,
+)
+
+_EVENT_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field: its JSON type, whether it must be present, and the values it may take."""
+
+    name: str
+    type: type  # str, int, float or bool; float also accepts JSON integers
+    required: bool = True
+    nullable: bool = False
+    allowed: frozenset[str] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    pattern: str | None = None
+    sensitive: bool = False
+    description: str = ""
+
+
+ENVELOPE_FIELDS: Final[tuple[FieldSpec, ...]] = (
+    FieldSpec("schema_version", int, description="Contract version the producer wrote."),
+    FieldSpec("event_type", str, allowed=frozenset(EVENT_TYPES)),
+    FieldSpec(
+        "event_time",
+        str,
+        pattern=_EVENT_TIME_RE.pattern,
+        description="When the event happened (ISO-8601 with offset), not when it was sent.",
+    ),
+)
+
+_ID = r"^[A-Za-z0-9_-]{6,64}$"
+_COUNTRY = r"^[A-Z]{2}$"
+_PAN = FieldSpec(
+    "card_number",
+    str,
+    pattern=r"^\d{12,19}$",
+    sensitive=True,
+    description="PAN as the issuer sends it; Luhn-valid; tokenised by the processor.",
+)
+
+EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
+    TRANSACTION: (
+        FieldSpec("transaction_id", str, pattern=_ID),
+        _PAN,
+        FieldSpec("customer_id", str, pattern=_ID),
+        FieldSpec(
+            "amount", float, minimum=0.0, exclusive_minimum=True, maximum=MAX_AMOUNT,
+            description="Amount in `currency`, major units.",
+        ),
+        FieldSpec("currency", str, allowed=CURRENCIES),
+        FieldSpec("merchant_id", str, pattern=_ID),
+        FieldSpec("terminal_id", str, pattern=_ID),
+        FieldSpec("mcc", str, pattern=r"^\d{4}$", description="ISO 18245 merchant category."),
+        FieldSpec("merchant_country", str, pattern=_COUNTRY),
+        FieldSpec("latitude", float, minimum=-90.0, maximum=90.0),
+        FieldSpec("longitude", float, minimum=-180.0, maximum=180.0),
+        FieldSpec("channel", str, allowed=CHANNELS),
+        FieldSpec("device_id", str, required=False, nullable=True, pattern=_ID),
+    ),
+    AUTH: (
+        FieldSpec("auth_id", str, pattern=_ID),
+        _PAN,
+        FieldSpec("customer_id", str, pattern=_ID),
+        FieldSpec("success", bool),
+        FieldSpec("method", str, allowed=AUTH_METHODS),
+        FieldSpec("device_id", str, pattern=_ID),
+        FieldSpec("ip_country", str, pattern=_COUNTRY),
+    ),
+    CHARGEBACK: (
+        FieldSpec("chargeback_id", str, pattern=_ID),
+        FieldSpec("transaction_id", str, pattern=_ID, description="The transaction it confirms."),
+        _PAN,
+        FieldSpec("terminal_id", str, pattern=_ID),
+        FieldSpec("transaction_time", str, pattern=_EVENT_TIME_RE.pattern),
+        FieldSpec(
+            "confirmed_fraud",
+            bool,
+            description="True: chargeback / confirmed fraud. False: confirmed genuine report.",
+        ),
+    ),
+}
+
+LABEL_FIELDS: Final[tuple[FieldSpec, ...]] = (
+    FieldSpec("is_fraud", bool),
+    FieldSpec(
+        "fraud_scenario", str, nullable=True, allowed=frozenset(FRAUD_SCENARIOS)
+    ),
+)
+
+SENSITIVE_FIELDS: Final = frozenset(
+    spec.name for specs in EVENT_FIELDS.values() for spec in specs if spec.sensitive
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why an event was rejected: a reason code from `REASONS` and the field it concerns."""
+
+    reason: str
+    field: str | None
+    detail: str
+
+
+def fields_of(event_type: str) -> tuple[FieldSpec, ...]:
+    """Envelope fields followed by the fields of `event_type`, in canonical order."""
+    return ENVELOPE_FIELDS + EVENT_FIELDS[event_type]
+
+
+def format_event_time(moment: datetime) -> str:
+    """Canonical event-time text: UTC, millisecond precision, `Z` suffix."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def format_epoch_ms(epoch_ms: int) -> str:
+    """`format_event_time` for an epoch in milliseconds (the generator's clock)."""
+    seconds, millis = divmod(int(epoch_ms), 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+
+
+def parse_event_time(text: str) -> datetime:
+    """Parse an ISO-8601 event time with offset into an aware UTC datetime."""
+    if not _EVENT_TIME_RE.match(text):
+        raise ValueError(f"not an ISO-8601 timestamp with offset: {text!r}")
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check that every real PAN passes."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def luhn_check_digit(partial: str) -> str:
+    """The digit that, appended to `partial`, makes a Luhn-valid number."""
+    for digit in "0123456789":
+        if luhn_valid(partial + digit):
+            return digit
+    raise AssertionError("unreachable: one of ten digits always satisfies Luhn")
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON in the dict's own key order (the generator builds canonical order)."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_event(payload: bytes | str) -> dict[str, Any]:
+    """Parse one payload; raises ValueError when it is not a JSON object."""
+    value = json.loads(payload)
+    if not isinstance(value, dict):
+        raise ValueError("payload is JSON but not an object")
+    return value
+
+
+def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
+    if spec.name not in event:
+        if spec.required:
+            return Invalid(REASON_MISSING_FIELD, spec.name, f"required field {spec.name!r} is missing")
+        return None
+    value = event[spec.name]
+    if value is None:
+        if spec.nullable or not spec.required:
+            return None
+        return Invalid(REASON_MISSING_FIELD, spec.name, f"required field {spec.name!r} is null")
+    # bool is a subclass of int in Python but a different JSON type.
+    if spec.type is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            return Invalid(REASON_OUT_OF_RANGE, spec.name, f"{spec.name!r} is not finite")
+    elif spec.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, spec.type)
+    if not ok:
+        return Invalid(
+            REASON_WRONG_TYPE,
+            spec.name,
+            f"{spec.name!r} must be {spec.type.__name__}, got {type(value).__name__}",
+        )
+    if spec.minimum is not None and (
+        value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)
+    ):
+        bound = ">" if spec.exclusive_minimum else ">="
+        return Invalid(
+            REASON_OUT_OF_RANGE, spec.name, f"{spec.name!r} must be {bound} {spec.minimum}"
+        )
+    if spec.maximum is not None and value > spec.maximum:
+        return Invalid(REASON_OUT_OF_RANGE, spec.name, f"{spec.name!r} must be <= {spec.maximum}")
+    if spec.allowed is not None and value not in spec.allowed:
+        return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} has unknown value {value!r}")
+    if spec.pattern is not None and not re.match(spec.pattern, value):
+        return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} is malformed")
+    return None
+
+
+def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
+    """Check one decoded event against the contract; None means valid.
+
+    `now` is the reference clock for future timestamps (the record's arrival time in the
+    processor); without it the time check is skipped.
+    """
+    if not isinstance(event, Mapping):
+        return Invalid(REASON_NOT_AN_OBJECT, None, "payload is JSON but not an object")
+    version = event.get("schema_version")
+    if "schema_version" not in event:
+        return Invalid(REASON_MISSING_FIELD, "schema_version", "required field 'schema_version' is missing")
+    if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+        return Invalid(
+            REASON_UNKNOWN_SCHEMA_VERSION, "schema_version", f"unsupported schema_version {version!r}"
+        )
+    event_type = event.get("event_type")
+    if event_type not in EVENT_FIELDS:
+        if "event_type" not in event:
+            return Invalid(REASON_MISSING_FIELD, "event_type", "required field 'event_type' is missing")
+        return Invalid(REASON_UNKNOWN_EVENT_TYPE, "event_type", f"unknown event_type {event_type!r}")
+    for spec in fields_of(event_type):
+        problem = _check_field(spec, event)
+        if problem is not None:
+            return problem
+    for spec in EVENT_FIELDS[event_type]:
+        if spec.sensitive and not luhn_valid(event[spec.name]):
+            return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} fails the Luhn check")
+    for name in ("event_time", "transaction_time"):
+        if name in event:
+            try:
+                moment = parse_event_time(event[name])
+            except ValueError:
+                return Invalid(REASON_INVALID_VALUE, name, f"{name!r} is not a valid timestamp")
+            if name == "event_time" and now is not None and moment - now > MAX_FUTURE_SKEW:
+                return Invalid(
+                    REASON_FUTURE_EVENT_TIME, name, f"{name!r} is more than {MAX_FUTURE_SKEW} ahead"
+                )
+    label = event.get(LABEL_FIELD)
+    if label is not None:
+        if not isinstance(label, Mapping):
+            return Invalid(REASON_WRONG_TYPE, LABEL_FIELD, "'label' must be an object")
+        for spec in LABEL_FIELDS:
+            problem = _check_field(spec, label)
+            if problem is not None:
+                return Invalid(problem.reason, f"label.{spec.name}", problem.detail)
+    return None
+
+
+def parse_payload(payload: bytes, now: datetime | None = None) -> tuple[dict[str, Any] | None, Invalid | None]:
+    """Decode and validate one raw record: (event, None) or (None, why it is invalid)."""
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, Invalid(REASON_NOT_JSON, None, f"payload is not JSON: {exc.__class__.__name__}")
+    problem = validate_event(event, now)
+    if problem is not None:
+        return None, problem
+    return event, None
+
+
+def event_id(event: Mapping[str, Any]) -> str:
+    """The id that identifies `event` (and its duplicates) among events of its type."""
+    return str(event[ID_FIELD[event["event_type"]]])

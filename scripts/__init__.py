@@ -1,0 +1,1 @@
+"""Operational scripts: local AWS emulator, resource setup, demo, benchmarks."""

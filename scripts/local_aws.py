@@ -1,0 +1,152 @@
+"""The embedded AWS emulator: moto's server on loopback, as a background process.
+
+    python -m scripts.local_aws start|stop|status [--profile local] [--port N]
+
+`start` is idempotent: a healthy server already on the port is reused. The pid file and the
+server's log live in the profile's `local_aws.state_dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from config.exceptions import AwsSetupError, FraudPipelineError
+from config.settings import load_config
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PATH = "/moto-api/"
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """Where one emulator listens and keeps its pid file and log."""
+
+    host: str
+    port: int
+    state_dir: Path
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"moto-{self.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"moto-{self.port}.log"
+
+
+def is_healthy(endpoint_url: str, timeout_s: float = 1.0) -> bool:
+    """True when a moto server answers on its management route."""
+    try:
+        with urllib.request.urlopen(endpoint_url + HEALTH_PATH, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _read_pid(emulator: LocalAws) -> int | None:
+    try:
+        pid = int(emulator.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def start(emulator: LocalAws, wait_s: float = 30.0) -> int | None:
+    """Start moto's server unless one already answers; returns its pid (None if not ours)."""
+    if is_healthy(emulator.endpoint_url):
+        logger.info("moto server already running at %s", emulator.endpoint_url)
+        return _read_pid(emulator)
+    emulator.state_dir.mkdir(parents=True, exist_ok=True)
+    log = emulator.log_file.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", emulator.host, "-p", str(emulator.port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # survives the shell that started it, like a daemon
+    )
+    emulator.pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AwsSetupError(
+                f"moto server exited with code {process.returncode}; see {emulator.log_file}"
+            )
+        if is_healthy(emulator.endpoint_url):
+            logger.info("moto server pid %d healthy at %s", process.pid, emulator.endpoint_url)
+            return process.pid
+        time.sleep(0.1)
+    process.terminate()
+    raise AwsSetupError(f"moto server did not become healthy on {emulator.endpoint_url} in {wait_s}s")
+
+
+def stop(emulator: LocalAws, wait_s: float = 10.0) -> bool:
+    """Stop the server started by `start`; False when none was running."""
+    pid = _read_pid(emulator)
+    if pid is None:
+        emulator.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and _read_pid(emulator) is not None:
+        time.sleep(0.1)
+    if _read_pid(emulator) is not None:
+        os.kill(pid, signal.SIGKILL)
+    emulator.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def from_profile(profile: str | None, port: int | None = None) -> LocalAws:
+    settings = load_config(profile)
+    local = settings.local_aws
+    return LocalAws(local.host, port or local.port, Path(local.state_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.local_aws", description=__doc__)
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--profile", default=None, help="config profile (default: local)")
+    parser.add_argument("--port", type=int, default=None, help="override local_aws.port")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        emulator = from_profile(args.profile, args.port)
+        if args.command == "start":
+            start(emulator)
+            print(f"local AWS (moto) running at {emulator.endpoint_url}")
+        elif args.command == "stop":
+            stopped = stop(emulator)
+            print("local AWS stopped" if stopped else "local AWS was not running")
+        else:
+            healthy = is_healthy(emulator.endpoint_url)
+            print(f"local AWS at {emulator.endpoint_url}: {'up' if healthy else 'down'}")
+            return 0 if healthy else 1
+    except FraudPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
