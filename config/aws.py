@@ -37,9 +37,10 @@ def make_session(aws: AwsSettings) -> boto3.Session:
     return boto3.Session(region_name=aws.region)
 
 
-def make_client(
-    service: str, aws: AwsSettings, session: boto3.Session | None = None
-) -> Any:
+def make_client(service: str, aws: AwsSettings, session: boto3.Session | None = None) -> Any:
     """A boto3 client for `service` against the profile's endpoint (None means real AWS)."""
     session = session or make_session(aws)
-    return session.client(service, endpoint_url=aws.endpoint_url, config=botocore_config(aws))
+    # `service` is a plain str here; the typed overloads of boto3-stubs want literals.
+    return session.client(  # type: ignore[call-overload]
+        service, endpoint_url=aws.endpoint_url, config=botocore_config(aws)
+    )

@@ -122,7 +122,11 @@ EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
         _PAN,
         FieldSpec("customer_id", str, pattern=_ID),
         FieldSpec(
-            "amount", float, minimum=0.0, exclusive_minimum=True, maximum=MAX_AMOUNT,
+            "amount",
+            float,
+            minimum=0.0,
+            exclusive_minimum=True,
+            maximum=MAX_AMOUNT,
             description="Amount in `currency`, major units.",
         ),
         FieldSpec("currency", str, allowed=CURRENCIES),
@@ -160,9 +164,7 @@ EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
 
 LABEL_FIELDS: Final[tuple[FieldSpec, ...]] = (
     FieldSpec("is_fraud", bool),
-    FieldSpec(
-        "fraud_scenario", str, nullable=True, allowed=frozenset(FRAUD_SCENARIOS)
-    ),
+    FieldSpec("fraud_scenario", str, nullable=True, allowed=frozenset(FRAUD_SCENARIOS)),
 )
 
 SENSITIVE_FIELDS: Final = frozenset(
@@ -240,7 +242,9 @@ def decode_event(payload: bytes | str) -> dict[str, Any]:
 def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
     if spec.name not in event:
         if spec.required:
-            return Invalid(REASON_MISSING_FIELD, spec.name, f"required field {spec.name!r} is missing")
+            return Invalid(
+                REASON_MISSING_FIELD, spec.name, f"required field {spec.name!r} is missing"
+            )
         return None
     value = event[spec.name]
     if value is None:
@@ -272,7 +276,9 @@ def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
     if spec.maximum is not None and value > spec.maximum:
         return Invalid(REASON_OUT_OF_RANGE, spec.name, f"{spec.name!r} must be <= {spec.maximum}")
     if spec.allowed is not None and value not in spec.allowed:
-        return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} has unknown value {value!r}")
+        return Invalid(
+            REASON_INVALID_VALUE, spec.name, f"{spec.name!r} has unknown value {value!r}"
+        )
     if spec.pattern is not None and not re.match(spec.pattern, value):
         return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} is malformed")
     return None
@@ -288,16 +294,24 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
         return Invalid(REASON_NOT_AN_OBJECT, None, "payload is JSON but not an object")
     version = event.get("schema_version")
     if "schema_version" not in event:
-        return Invalid(REASON_MISSING_FIELD, "schema_version", "required field 'schema_version' is missing")
+        return Invalid(
+            REASON_MISSING_FIELD, "schema_version", "required field 'schema_version' is missing"
+        )
     if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
         return Invalid(
-            REASON_UNKNOWN_SCHEMA_VERSION, "schema_version", f"unsupported schema_version {version!r}"
+            REASON_UNKNOWN_SCHEMA_VERSION,
+            "schema_version",
+            f"unsupported schema_version {version!r}",
         )
     event_type = event.get("event_type")
     if event_type not in EVENT_FIELDS:
         if "event_type" not in event:
-            return Invalid(REASON_MISSING_FIELD, "event_type", "required field 'event_type' is missing")
-        return Invalid(REASON_UNKNOWN_EVENT_TYPE, "event_type", f"unknown event_type {event_type!r}")
+            return Invalid(
+                REASON_MISSING_FIELD, "event_type", "required field 'event_type' is missing"
+            )
+        return Invalid(
+            REASON_UNKNOWN_EVENT_TYPE, "event_type", f"unknown event_type {event_type!r}"
+        )
     for spec in fields_of(event_type):
         problem = _check_field(spec, event)
         if problem is not None:
@@ -326,12 +340,16 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
     return None
 
 
-def parse_payload(payload: bytes, now: datetime | None = None) -> tuple[dict[str, Any] | None, Invalid | None]:
+def parse_payload(
+    payload: bytes, now: datetime | None = None
+) -> tuple[dict[str, Any] | None, Invalid | None]:
     """Decode and validate one raw record: (event, None) or (None, why it is invalid)."""
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
-        return None, Invalid(REASON_NOT_JSON, None, f"payload is not JSON: {exc.__class__.__name__}")
+        return None, Invalid(
+            REASON_NOT_JSON, None, f"payload is not JSON: {exc.__class__.__name__}"
+        )
     problem = validate_event(event, now)
     if problem is not None:
         return None, problem

@@ -98,7 +98,9 @@ def start(emulator: LocalAws, wait_s: float = 30.0) -> int | None:
             return process.pid
         time.sleep(0.1)
     process.terminate()
-    raise AwsSetupError(f"moto server did not become healthy on {emulator.endpoint_url} in {wait_s}s")
+    raise AwsSetupError(
+        f"moto server did not become healthy on {emulator.endpoint_url} in {wait_s}s"
+    )
 
 
 def stop(emulator: LocalAws, wait_s: float = 10.0) -> bool:

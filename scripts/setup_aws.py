@@ -99,7 +99,9 @@ def setup_resources(settings: Settings, session: boto3.Session | None = None) ->
         settings.kinesis.stream_name,
         settings.kinesis.shard_count,
     )
-    ensure_alerts_table(make_client("dynamodb", settings.aws, session), settings.dynamodb.alerts_table)
+    ensure_alerts_table(
+        make_client("dynamodb", settings.aws, session), settings.dynamodb.alerts_table
+    )
     ensure_bucket(make_client("s3", settings.aws, session), settings.s3.bucket, settings.aws.region)
     return {
         "stream": arn,

@@ -1,0 +1,155 @@
+"""The event contract: validation reasons, Luhn, encoding and time formats."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from producer import contract as c
+
+
+def transaction(**overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "schema_version": 1,
+        "event_type": "transaction",
+        "event_time": "2026-01-01T10:00:00.000Z",
+        "transaction_id": "tx-000001",
+        "card_number": "4111111111111111",
+        "customer_id": "cust-0001",
+        "amount": 42.5,
+        "currency": "EUR",
+        "merchant_id": "merch-001",
+        "terminal_id": "term-001",
+        "mcc": "5411",
+        "merchant_country": "FR",
+        "latitude": 48.85,
+        "longitude": 2.35,
+        "channel": "pos",
+        "device_id": None,
+        "label": {"is_fraud": False, "fraud_scenario": None},
+    }
+    event.update(overrides)
+    return event
+
+
+def test_a_complete_transaction_is_valid() -> None:
+    assert c.validate_event(transaction()) is None
+
+
+def test_auth_and_chargeback_are_valid() -> None:
+    auth = {
+        "schema_version": 1,
+        "event_type": "auth",
+        "event_time": "2026-01-01T10:00:00Z",
+        "auth_id": "auth-0001",
+        "card_number": "4111111111111111",
+        "customer_id": "cust-0001",
+        "success": False,
+        "method": "password",
+        "device_id": "dev-000001",
+        "ip_country": "RO",
+    }
+    chargeback = {
+        "schema_version": 1,
+        "event_type": "chargeback",
+        "event_time": "2026-01-08T10:00:00+00:00",
+        "chargeback_id": "cb-000001",
+        "transaction_id": "tx-000001",
+        "card_number": "4111111111111111",
+        "terminal_id": "term-001",
+        "transaction_time": "2026-01-01T10:00:00.000Z",
+        "confirmed_fraud": True,
+    }
+    assert c.validate_event(auth) is None
+    assert c.validate_event(chargeback) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "reason", "field"),
+    [
+        (transaction(amount=-3.0), c.REASON_OUT_OF_RANGE, "amount"),
+        (transaction(amount=0), c.REASON_OUT_OF_RANGE, "amount"),
+        (transaction(amount="12.00"), c.REASON_WRONG_TYPE, "amount"),
+        (transaction(amount=True), c.REASON_WRONG_TYPE, "amount"),
+        (transaction(currency="XYZ"), c.REASON_INVALID_VALUE, "currency"),
+        (transaction(latitude=123.0), c.REASON_OUT_OF_RANGE, "latitude"),
+        (transaction(card_number="4111111111111112"), c.REASON_INVALID_VALUE, "card_number"),
+        (transaction(schema_version=2), c.REASON_UNKNOWN_SCHEMA_VERSION, "schema_version"),
+        (transaction(event_type="refund"), c.REASON_UNKNOWN_EVENT_TYPE, "event_type"),
+        (transaction(event_time="yesterday"), c.REASON_INVALID_VALUE, "event_time"),
+        (transaction(label={"is_fraud": "no"}), c.REASON_WRONG_TYPE, "label.is_fraud"),
+    ],
+)
+def test_invalid_events_name_reason_and_field(
+    event: dict[str, Any], reason: str, field: str
+) -> None:
+    problem = c.validate_event(event)
+    assert problem is not None
+    assert (problem.reason, problem.field) == (reason, field)
+
+
+@pytest.mark.parametrize("name", ["transaction_id", "card_number", "amount", "currency", "mcc"])
+def test_missing_required_field(name: str) -> None:
+    event = transaction()
+    del event[name]
+    problem = c.validate_event(event)
+    assert problem is not None and (problem.reason, problem.field) == (c.REASON_MISSING_FIELD, name)
+
+
+def test_optional_fields_may_be_absent() -> None:
+    event = transaction()
+    del event["device_id"], event["label"]
+    assert c.validate_event(event) is None
+
+
+def test_future_event_time_is_checked_against_the_reference_clock() -> None:
+    now = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    soon = c.format_event_time(now + timedelta(hours=2))
+    far = c.format_event_time(now + timedelta(days=3))
+    assert c.validate_event(transaction(event_time=soon), now) is None
+    problem = c.validate_event(transaction(event_time=far), now)
+    assert problem is not None and problem.reason == c.REASON_FUTURE_EVENT_TIME
+    assert c.validate_event(transaction(event_time=far)) is None  # no clock: not checked
+
+
+def test_parse_payload_separates_not_json_from_not_an_object() -> None:
+    assert c.parse_payload(b"{not json")[1] == c.Invalid(
+        c.REASON_NOT_JSON, None, "payload is not JSON: JSONDecodeError"
+    )
+    problem = c.parse_payload(b"[1, 2]")[1]
+    assert problem is not None and problem.reason == c.REASON_NOT_AN_OBJECT
+    problem = c.parse_payload(b"\xff\xfe")[1]
+    assert problem is not None and problem.reason == c.REASON_NOT_JSON
+    event, problem = c.parse_payload(c.encode_event(transaction()))
+    assert problem is None and event == transaction()
+
+
+def test_luhn() -> None:
+    assert c.luhn_valid("4111111111111111")
+    assert not c.luhn_valid("4111111111111112")
+    partial = "400000123456789"
+    assert c.luhn_valid(partial + c.luhn_check_digit(partial))
+
+
+def test_encoding_is_compact_and_keeps_key_order() -> None:
+    event = transaction()
+    payload = c.encode_event(event)
+    assert b" " not in payload.replace(b"fraud_scenario", b"")
+    assert list(json.loads(payload)) == list(event)
+
+
+def test_event_time_formats_round_trip() -> None:
+    moment = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+    text = c.format_event_time(moment)
+    assert text == "2026-03-04T05:06:07.890Z"
+    assert c.parse_event_time(text) == moment
+    assert c.format_epoch_ms(int(moment.timestamp() * 1000)) == text
+
+
+def test_card_number_is_the_sensitive_field_and_labels_are_feature_forbidden() -> None:
+    assert c.SENSITIVE_FIELDS == {"card_number"}
+    assert "label" in c.FEATURE_FORBIDDEN_FIELDS
+    assert c.event_id(transaction()) == "tx-000001"
