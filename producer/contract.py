@@ -226,9 +226,12 @@ def luhn_check_digit(partial: str) -> str:
     raise AssertionError("unreachable: one of ten digits always satisfies Luhn")
 
 
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_event(event: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON in the dict's own key order (the generator builds canonical order)."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(event).encode("utf-8")
 
 
 def decode_event(payload: bytes | str) -> dict[str, Any]:
