@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,13 @@ class LocalAws:
     @property
     def log_file(self) -> Path:
         return self.state_dir / f"moto-{self.port}.log"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for tests and benchmarks that start their own server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def is_healthy(endpoint_url: str, timeout_s: float = 1.0) -> bool:

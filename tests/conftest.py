@@ -7,7 +7,6 @@ server without seeing each other's data.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from config.settings import Settings, load_config
-from scripts.local_aws import LocalAws, start, stop
+from scripts.local_aws import LocalAws, free_port, start, stop
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -32,12 +31,6 @@ for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,8 @@ import pytest
 
 from config.aws import make_client
 from config.settings import Settings
-from scripts.local_aws import LocalAws, is_healthy, start, stop
+from scripts.local_aws import LocalAws, free_port, is_healthy, start, stop
 from scripts.setup_aws import setup_resources
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 

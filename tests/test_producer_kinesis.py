@@ -21,8 +21,8 @@ from producer.contract import parse_event_time, validate_event
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.stats import SendStats
+from scripts.local_aws import free_port
 from scripts.setup_aws import ensure_stream
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
