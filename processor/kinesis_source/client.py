@@ -1,0 +1,170 @@
+"""Kinesis reads with retries: throttling and transient errors back off, expired iterators renew.
+
+`ShardReader` walks one shard from a position and hands out raw records (boto3's dicts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from processor.kinesis_source.options import MAX_GET_RECORDS_LIMIT, SourceOptions
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "KMSThrottlingException",
+    }
+)
+
+
+def make_client(options: SourceOptions) -> Any:
+    """A Kinesis client; botocore's own retries stay small, ours do the backoff."""
+    session = boto3.Session(
+        aws_access_key_id=options.access_key_id,
+        aws_secret_access_key=options.secret_key,
+        region_name=options.region,
+    )
+    return session.client(
+        "kinesis",
+        endpoint_url=options.endpoint_url,
+        config=Config(
+            connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}
+        ),
+    )
+
+
+def call(options: SourceOptions, fn: Any, **kwargs: Any) -> Any:
+    """Call a Kinesis API with exponential backoff and full jitter on retryable errors."""
+    attempt = 0
+    while True:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in RETRYABLE or attempt >= options.max_retries:
+                raise
+        except BotoCoreError:
+            if attempt >= options.max_retries:
+                raise
+        attempt += 1
+        cap = min(10.0, options.retry_backoff_ms / 1000.0 * 2**attempt)
+        time.sleep(random.uniform(0, cap))
+
+
+def log_fetched(options: SourceOptions, where: str, count: int) -> None:
+    """Append a fetch count for the read-amplification benchmark (only with fetchLogPath)."""
+    if options.fetch_log and count:
+        with open(options.fetch_log, "a") as out:
+            out.write(json.dumps({"where": where, "fetched": count, "pid": os.getpid()}) + "\n")
+
+
+class ShardReader:
+    """Reads one shard after `after` (a sequence number) or from a starting position."""
+
+    def __init__(
+        self,
+        client: Any,
+        options: SourceOptions,
+        shard_id: str,
+        after: str | None,
+        position: dict[str, Any],
+    ) -> None:
+        self._client = client
+        self._options = options
+        self.shard_id = shard_id
+        self.last_sequence = after
+        self._position = position
+        self._iterator: str | None = None
+        self.closed = False  # the shard is closed and read to its end
+        self.millis_behind_latest: int | None = None
+        self.fetched = 0
+
+    def _new_iterator(self) -> str | None:
+        kwargs: dict[str, Any] = {
+            "StreamName": self._options.stream_name,
+            "ShardId": self.shard_id,
+        }
+        if self.last_sequence is not None:
+            kwargs.update(
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                StartingSequenceNumber=self.last_sequence,
+            )
+        elif self._position.get("type") == "AT_TIMESTAMP":
+            kwargs.update(
+                ShardIteratorType="AT_TIMESTAMP",
+                Timestamp=self._position["timestampMs"] / 1000.0,
+            )
+        else:
+            kwargs.update(ShardIteratorType="TRIM_HORIZON")
+        response = call(self._options, self._client.get_shard_iterator, **kwargs)
+        return response.get("ShardIterator")
+
+    def fetch(self, limit: int) -> list[dict[str, Any]]:
+        """One GetRecords call of at most `limit` records; [] when nothing is there now."""
+        if self.closed:
+            return []
+        if self._iterator is None:
+            self._iterator = self._new_iterator()
+            if self._iterator is None:
+                self.closed = True
+                return []
+        try:
+            response = call(
+                self._options,
+                self._client.get_records,
+                ShardIterator=self._iterator,
+                Limit=max(1, min(limit, MAX_GET_RECORDS_LIMIT)),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
+                raise
+            logger.info(
+                "iterator of %s expired; renewing after %s", self.shard_id, self.last_sequence
+            )
+            self._iterator = None
+            return self.fetch(limit)
+        records: list[dict[str, Any]] = response.get("Records", [])
+        self.millis_behind_latest = response.get("MillisBehindLatest")
+        self._iterator = response.get("NextShardIterator")
+        if self._iterator is None:
+            self.closed = True
+        if records:
+            self.last_sequence = records[-1]["SequenceNumber"]
+            self.fetched += len(records)
+        return records
+
+    def read_until(self, end_sequence: str) -> Iterator[dict[str, Any]]:
+        """Every record after the start up to and including `end_sequence`."""
+        end = int(end_sequence)
+        empty_calls = 0
+        while True:
+            records = self.fetch(MAX_GET_RECORDS_LIMIT)
+            for record in records:
+                if int(record["SequenceNumber"]) > end:
+                    return
+                yield record
+                if int(record["SequenceNumber"]) == end:
+                    return
+            if self.closed:
+                return
+            empty_calls = empty_calls + 1 if not records else 0
+            if empty_calls > 1000:
+                raise RuntimeError(
+                    f"shard {self.shard_id} never reached sequence number {end_sequence}"
+                )

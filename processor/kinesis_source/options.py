@@ -1,0 +1,110 @@
+"""Options of the `kinesis` data source, named like AWS's Scala connector; checked once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from config.exceptions import SourceOptionError
+
+STARTING_POSITIONS: Final = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+READ_MODES: Final = ("handoff", "reread")
+MAX_GET_RECORDS_LIMIT: Final = 10_000
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Plain picklable values only: the reader ships to executors."""
+
+    stream_name: str
+    region: str
+    endpoint_url: str | None
+    access_key_id: str | None
+    secret_key: str | None
+    starting_position: str
+    starting_timestamp_ms: int | None
+    max_records_per_shard: int
+    max_records_per_trigger: int | None
+    read_mode: str
+    max_retries: int
+    retry_backoff_ms: int
+    fetch_log: str | None
+
+
+def _get(options: Mapping[str, str], name: str) -> str | None:
+    # Spark passes a case-insensitive dict; plain dicts (unit tests) are matched loosely too.
+    if name in options:
+        return options[name]
+    lowered = {key.lower(): value for key, value in options.items()}
+    return lowered.get(name.lower())
+
+
+def _int(
+    options: Mapping[str, str], name: str, default: int | None, low: int, high: int
+) -> int | None:
+    raw = _get(options, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SourceOptionError(f"option '{name}' must be an integer, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise SourceOptionError(f"option '{name}' must be between {low} and {high}, got {value}")
+    return value
+
+
+def _timestamp_ms(name: str, raw: str) -> int:
+    if raw.isdigit():
+        return int(raw)
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SourceOptionError(
+            f"option '{name}' must be epoch milliseconds or ISO-8601, got {raw!r}"
+        ) from exc
+    if moment.tzinfo is None:
+        raise SourceOptionError(f"option '{name}' needs a time-zone offset, got {raw!r}")
+    return int(moment.timestamp() * 1000)
+
+
+def parse_options(options: Mapping[str, str]) -> SourceOptions:
+    """Validate the options; a missing or invalid one raises SourceOptionError naming it."""
+    stream = _get(options, "streamName")
+    if not stream:
+        raise SourceOptionError("option 'streamName' is required")
+    position = (_get(options, "startingPosition") or "LATEST").upper()
+    if position not in STARTING_POSITIONS:
+        raise SourceOptionError(
+            f"option 'startingPosition' must be one of {STARTING_POSITIONS}, got {position!r}"
+        )
+    raw_ts = _get(options, "startingTimestamp")
+    if position == "AT_TIMESTAMP" and not raw_ts:
+        raise SourceOptionError("option 'startingTimestamp' is required with AT_TIMESTAMP")
+    timestamp = _timestamp_ms("startingTimestamp", raw_ts) if raw_ts else None
+    mode = (_get(options, "readMode") or "handoff").lower()
+    if mode not in READ_MODES:
+        raise SourceOptionError(f"option 'readMode' must be one of {READ_MODES}, got {mode!r}")
+    key_id, secret = _get(options, "awsAccessKeyId"), _get(options, "awsSecretKey")
+    if bool(key_id) != bool(secret):
+        raise SourceOptionError("options 'awsAccessKeyId' and 'awsSecretKey' go together")
+    per_shard = _int(options, "maxRecordsPerShard", MAX_GET_RECORDS_LIMIT, 1, 1_000_000)
+    assert per_shard is not None
+    return SourceOptions(
+        stream_name=stream,
+        region=_get(options, "region") or os.environ.get("AWS_REGION", "us-east-1"),
+        endpoint_url=_get(options, "endpointUrl") or None,
+        access_key_id=key_id or None,
+        secret_key=secret or None,
+        starting_position=position,
+        starting_timestamp_ms=timestamp,
+        max_records_per_shard=per_shard,
+        max_records_per_trigger=_int(options, "maxRecordsPerTrigger", None, 1, 10**12),
+        read_mode=mode,
+        max_retries=_int(options, "maxRetries", 8, 0, 100) or 0,
+        retry_backoff_ms=_int(options, "retryBackoffMs", 100, 1, 60_000) or 100,
+        fetch_log=_get(options, "fetchLogPath") or None,
+    )

@@ -1,0 +1,243 @@
+"""The streaming reader: per-shard offsets, admission control, replayable batches.
+
+Offsets are plain dicts; an offset always means "the next record to read":
+`{"position": {"type": "TRIM_HORIZON"} | {"type": "AT_TIMESTAMP", "timestampMs": n},
+  "shards": {shardId: {"after": sequenceNumber | None, "closed": bool}}}`.
+`after` is the last Kinesis record already delivered (None: start at `position`); `closed`
+means the shard is closed and was read to its end, so its children may start.
+
+Design (docs/decisions/0003-kinesis-source-offsets.md): the driver probes each shard to fix the
+batch's end sequence numbers (a batch is then fully determined by its offsets, so a replay reads
+the same records), and in `handoff` mode passes the records it read to the executors inside the
+partitions, so steady-state batches read Kinesis once. A partition planned after a restart has
+no records attached and its executor re-reads exactly `(after, end]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
+
+from processor.kinesis_source.client import ShardReader, log_fetched, make_client
+from processor.kinesis_source.deaggregation import user_records
+from processor.kinesis_source.options import MAX_GET_RECORDS_LIMIT, SourceOptions
+from processor.kinesis_source.shards import list_shards, readable_shards
+
+logger = logging.getLogger(__name__)
+
+ARROW_SCHEMA = pa.schema(
+    [
+        ("data", pa.binary()),
+        ("streamName", pa.string()),
+        ("shardId", pa.string()),
+        ("partitionKey", pa.string()),
+        ("sequenceNumber", pa.string()),
+        ("subSequenceNumber", pa.int64()),
+        ("approximateArrivalTimestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# Consecutive empty GetRecords answers after which a shard that is not behind counts as drained.
+_EMPTY_CALLS_WHEN_CAUGHT_UP = 1
+_EMPTY_CALLS_MAX = 5
+
+
+@dataclass
+class ShardRange(InputPartition):
+    """One shard's share of a batch: records after `after` up to and including `end`."""
+
+    shard_id: str
+    after: str | None
+    position: dict[str, Any]
+    end: str
+    records: list[tuple[bytes, str, str, float]] | None  # handed off by the driver, or None
+
+
+def _initial_position(options: SourceOptions) -> dict[str, Any]:
+    if options.starting_position == "TRIM_HORIZON":
+        return {"type": "TRIM_HORIZON"}
+    if options.starting_position == "AT_TIMESTAMP":
+        return {"type": "AT_TIMESTAMP", "timestampMs": options.starting_timestamp_ms}
+    # LATEST is pinned to the query's start time, so a restart before the first batch
+    # commits still reads the same records.
+    return {"type": "AT_TIMESTAMP", "timestampMs": int(time.time() * 1000)}
+
+
+def _compact(record: dict[str, Any]) -> tuple[bytes, str, str, float]:
+    arrival = record["ApproximateArrivalTimestamp"]
+    return (
+        bytes(record["Data"]),
+        record["PartitionKey"],
+        record["SequenceNumber"],
+        arrival.timestamp() if hasattr(arrival, "timestamp") else float(arrival),
+    )
+
+
+class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """Driver side: offsets and planning. Executor side: `read()` of one ShardRange."""
+
+    def __init__(self, options: SourceOptions) -> None:
+        self.options = options
+        self._client: Any = None
+        self._handoff: dict[tuple[str, str | None, str], list[tuple[bytes, str, str, float]]] = {}
+        self._lag: dict[str, int | None] = {}
+        self._target_ms: int | None = None  # AvailableNow: ignore records arriving later
+
+    # ------------------------------------------------------------------ driver
+    def _kinesis(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.options)
+        return self._client
+
+    def initialOffset(self) -> dict[str, Any]:
+        return {"position": _initial_position(self.options), "shards": {}}
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        if self.options.max_records_per_trigger is not None:
+            return ReadMaxRows(self.options.max_records_per_trigger)
+        return ReadAllAvailable()
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        self._target_ms = int(time.time() * 1000)
+        logger.info("AvailableNow: reading records that arrived before %d", self._target_ms)
+
+    def latestOffset(self, start: dict[str, Any], limit: ReadLimit) -> dict[str, Any]:
+        """Probe every readable shard for at most its budget; returns the batch's end."""
+        shards_state: dict[str, dict[str, Any]] = {
+            k: dict(v) for k, v in start.get("shards", {}).items()
+        }
+        position = start["position"]
+        shards = list_shards(self._kinesis(), self.options)
+        ready = readable_shards(shards, shards_state)
+        total = limit.max_rows if isinstance(limit, ReadMaxRows) else None
+        fetched = 0
+        for index, shard_id in enumerate(ready):
+            budget = self.options.max_records_per_shard
+            if total is not None:
+                share = total // len(ready) + (1 if index < total % len(ready) else 0)
+                budget = min(budget, share)
+            if budget <= 0:
+                continue
+            state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
+            records, closed, reader = self._probe(shard_id, state["after"], position, budget)
+            fetched += reader.fetched
+            self._lag[shard_id] = reader.millis_behind_latest
+            if records:
+                end = records[-1][2]
+                if self.options.read_mode == "handoff":
+                    self._handoff[(shard_id, state["after"], end)] = records
+                state["after"] = end
+            state["closed"] = closed
+        log_fetched(self.options, "driver", fetched)
+        return {"position": position, "shards": shards_state}
+
+    def _probe(
+        self, shard_id: str, after: str | None, position: dict[str, Any], budget: int
+    ) -> tuple[list[tuple[bytes, str, str, float]], bool, ShardReader]:
+        reader = ShardReader(self._kinesis(), self.options, shard_id, after, position)
+        records: list[tuple[bytes, str, str, float]] = []
+        empty = 0
+        while len(records) < budget:
+            batch = reader.fetch(min(budget - len(records), MAX_GET_RECORDS_LIMIT))
+            if self._target_ms is not None:
+                kept = [r for r in map(_compact, batch) if r[3] * 1000 <= self._target_ms]
+                if len(kept) < len(batch):
+                    records.extend(kept)
+                    return records, False, reader
+                records.extend(kept)
+            else:
+                records.extend(map(_compact, batch))
+            if reader.closed:
+                # Closed and read to its end, unless the budget stopped us first.
+                return records, True, reader
+            if not batch:
+                empty += 1
+                caught_up = reader.millis_behind_latest == 0
+                if empty >= (_EMPTY_CALLS_WHEN_CAUGHT_UP if caught_up else _EMPTY_CALLS_MAX):
+                    break
+            else:
+                empty = 0
+        return records, False, reader
+
+    def reportLatestOffset(self) -> dict[str, Any] | None:
+        """Shown in the query progress as the source's latest offset: the per-shard lag."""
+        return {"millisBehindLatest": dict(sorted(self._lag.items()))} if self._lag else None
+
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[ShardRange]:
+        ranges = []
+        start_shards = start.get("shards", {})
+        for shard_id, state in sorted(end.get("shards", {}).items()):
+            after = start_shards.get(shard_id, {}).get("after")
+            if state["after"] is None or state["after"] == after:
+                continue
+            records = self._handoff.pop((shard_id, after, state["after"]), None)
+            ranges.append(ShardRange(shard_id, after, end["position"], state["after"], records))
+        return ranges
+
+    def commit(self, end: dict[str, Any]) -> None:
+        # Handed-off records of committed batches are no longer needed for a retry.
+        committed = {(k, v.get("after")) for k, v in end.get("shards", {}).items()}
+        self._handoff = {
+            key: value for key, value in self._handoff.items() if (key[0], key[2]) not in committed
+        }
+
+    # ------------------------------------------------------------------ executor
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, ShardRange)
+        if partition.records is not None:
+            raw: Any = partition.records
+        else:
+            reader = ShardReader(
+                make_client(self.options),
+                self.options,
+                partition.shard_id,
+                partition.after,
+                partition.position,
+            )
+            raw = (_compact(r) for r in reader.read_until(partition.end))
+        yield from self._to_arrow(partition.shard_id, raw)
+        if partition.records is None:
+            log_fetched(self.options, "executor", reader.fetched)
+
+    def _to_arrow(self, shard_id: str, raw: Any) -> Iterator[pa.RecordBatch]:
+        columns: dict[str, list[Any]] = {name: [] for name in ARROW_SCHEMA.names}
+        stream = self.options.stream_name
+        for data, key, sequence, arrival in raw:
+            for user_data, user_key, sub in user_records(data, key):
+                columns["data"].append(user_data)
+                columns["partitionKey"].append(user_key)
+                columns["sequenceNumber"].append(sequence)
+                columns["subSequenceNumber"].append(sub)
+                columns["approximateArrivalTimestamp"].append(int(arrival * 1_000_000))
+            if len(columns["data"]) >= 8192:
+                yield self._batch(columns, stream, shard_id)
+                columns = {name: [] for name in ARROW_SCHEMA.names}
+        if columns["data"]:
+            yield self._batch(columns, stream, shard_id)
+
+    @staticmethod
+    def _batch(columns: dict[str, list[Any]], stream: str, shard_id: str) -> pa.RecordBatch:
+        size = len(columns["data"])
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array(columns["data"], pa.binary()),
+                pa.array([stream] * size, pa.string()),
+                pa.array([shard_id] * size, pa.string()),
+                pa.array(columns["partitionKey"], pa.string()),
+                pa.array(columns["sequenceNumber"], pa.string()),
+                pa.array(columns["subSequenceNumber"], pa.int64()),
+                pa.array(columns["approximateArrivalTimestamp"], pa.timestamp("us", tz="UTC")),
+            ],
+            schema=ARROW_SCHEMA,
+        )
