@@ -120,6 +120,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         position = start["position"]
         shards = list_shards(self._kinesis(), self.options)
         ready = readable_shards(shards, shards_state)
+        closed_shards = {s.shard_id for s in shards if s.closed}
         total = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         fetched = 0
         for index, shard_id in enumerate(ready):
@@ -130,7 +131,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if budget <= 0:
                 continue
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
-            records, closed, reader = self._probe(shard_id, state["after"], position, budget)
+            records, closed, reader = self._probe(
+                shard_id, state["after"], position, budget, shard_id in closed_shards
+            )
             fetched += reader.fetched
             self._lag[shard_id] = reader.millis_behind_latest
             if records:
@@ -143,8 +146,18 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {"position": position, "shards": shards_state}
 
     def _probe(
-        self, shard_id: str, after: str | None, position: dict[str, Any], budget: int
+        self,
+        shard_id: str,
+        after: str | None,
+        position: dict[str, Any],
+        budget: int,
+        shard_closed: bool,
     ) -> tuple[list[tuple[bytes, str, str, float]], bool, ShardReader]:
+        """Read up to `budget` records; also says whether the shard is now exhausted.
+
+        Exhausted: GetRecords ended the shard (no next iterator), or ListShards reports it
+        closed and a read from our position is empty and not behind.
+        """
         reader = ShardReader(self._kinesis(), self.options, shard_id, after, position)
         records: list[tuple[bytes, str, str, float]] = []
         empty = 0
@@ -164,6 +177,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if not batch:
                 empty += 1
                 caught_up = reader.millis_behind_latest == 0
+                if caught_up and shard_closed:
+                    return records, True, reader
                 if empty >= (_EMPTY_CALLS_WHEN_CAUGHT_UP if caught_up else _EMPTY_CALLS_MAX):
                     break
             else:

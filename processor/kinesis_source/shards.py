@@ -18,6 +18,7 @@ from processor.kinesis_source.options import SourceOptions
 class ShardInfo:
     shard_id: str
     parents: tuple[str, ...]
+    closed: bool = False  # ListShards gave it an EndingSequenceNumber: no new records come
 
 
 def list_shards(client: Any, options: SourceOptions) -> list[ShardInfo]:
@@ -30,7 +31,8 @@ def list_shards(client: Any, options: SourceOptions) -> list[ShardInfo]:
             parents = tuple(
                 p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
             )
-            shards.append(ShardInfo(shard["ShardId"], parents))
+            closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
+            shards.append(ShardInfo(shard["ShardId"], parents, closed))
         token = response.get("NextToken")
         if not token:
             break

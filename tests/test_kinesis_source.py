@@ -1,0 +1,323 @@
+"""The Kinesis source alone: options, lineage, KPL, replay, and Spark queries against moto."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+from config.aws import make_client
+from config.exceptions import SourceOptionError
+from config.settings import Settings
+from processor.kinesis_source import parse_options, register
+from processor.kinesis_source.deaggregation import user_records
+from processor.kinesis_source.reader import KinesisStreamReader
+from processor.kinesis_source.shards import ShardInfo, readable_shards
+from scripts.local_aws import free_port
+from scripts.setup_aws import ensure_stream
+
+
+def put(client: Any, stream: str, items: list[tuple[str, bytes]]) -> None:
+    for start in range(0, len(items), 500):
+        chunk = items[start : start + 500]
+        response = client.put_records(
+            StreamName=stream, Records=[{"PartitionKey": k, "Data": d} for k, d in chunk]
+        )
+        assert response["FailedRecordCount"] == 0
+
+
+def items(n: int, keys: int = 20, tag: str = "a") -> list[tuple[str, bytes]]:
+    return [(f"card-{i % keys}", f"{tag}-{i:06d}".encode()) for i in range(n)]
+
+
+def options(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        "streamName": settings.kinesis.stream_name,
+        "endpointUrl": str(settings.aws.endpoint_url),
+        "region": settings.aws.region,
+        "awsAccessKeyId": "testing",
+        "awsSecretKey": "testing",
+        "startingPosition": "TRIM_HORIZON",
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------- options and planning
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({}, "option 'streamName' is required"),
+        ({"streamName": "s", "startingPosition": "EARLIEST"}, "option 'startingPosition'"),
+        ({"streamName": "s", "startingPosition": "AT_TIMESTAMP"}, "option 'startingTimestamp'"),
+        ({"streamName": "s", "maxRecordsPerShard": "many"}, "option 'maxRecordsPerShard'"),
+        ({"streamName": "s", "maxRecordsPerTrigger": "0"}, "option 'maxRecordsPerTrigger'"),
+        ({"streamName": "s", "readMode": "twice"}, "option 'readMode'"),
+        ({"streamName": "s", "awsAccessKeyId": "x"}, "'awsSecretKey'"),
+    ],
+)
+def test_bad_options_are_one_clear_error(given: dict[str, str], message: str) -> None:
+    with pytest.raises(SourceOptionError, match=message):
+        parse_options(given)
+
+
+def test_timestamps_parse_from_iso_or_epoch() -> None:
+    iso = parse_options(
+        {
+            "streamName": "s",
+            "startingPosition": "at_timestamp",
+            "startingTimestamp": "2026-01-01T00:00:00Z",
+        }
+    )
+    assert iso.starting_position == "AT_TIMESTAMP"
+    assert iso.starting_timestamp_ms == 1_767_225_600_000
+    epoch = parse_options({"streamname": "s", "startingTimestamp": "1767225600000"})
+    assert epoch.starting_timestamp_ms == 1_767_225_600_000
+
+
+def test_children_wait_until_their_parents_are_read_to_the_end() -> None:
+    shards = [
+        ShardInfo("shard-0", ()),
+        ShardInfo("shard-1", ("shard-0",)),
+        ShardInfo("shard-2", ("shard-0",)),
+        ShardInfo("shard-3", ("shard-1", "shard-2")),
+        ShardInfo("shard-9", ("trimmed-away",)),
+    ]
+    assert readable_shards(shards, {}) == ["shard-0", "shard-9"]
+    assert readable_shards(shards, {"shard-0": {"after": "5", "closed": True}}) == [
+        "shard-1",
+        "shard-2",
+        "shard-9",
+    ]
+    done = {"closed": True}
+    offsets = {"shard-0": done, "shard-1": done, "shard-2": {"closed": False}}
+    assert "shard-3" not in readable_shards(shards, offsets)
+    offsets["shard-2"] = done
+    assert "shard-3" in readable_shards(shards, offsets)
+
+
+def test_kpl_aggregated_records_come_out_as_user_records() -> None:
+    import aws_kinesis_agg
+
+    # The package's generated protobuf module imports `config_pb2` as a top-level module.
+    sys.path.insert(0, str(Path(aws_kinesis_agg.__file__).parent))
+    try:
+        from aws_kinesis_agg.aggregator import RecordAggregator
+    finally:
+        sys.path.pop(0)
+    aggregator = RecordAggregator()
+    for i in range(5):
+        assert aggregator.add_user_record(f"card-{i % 2}", f"user-{i}".encode()) is None
+    packed = aggregator.clear_and_get()
+    assert packed is not None
+    key, _hash_key, data = packed.get_contents()
+    out = list(user_records(data, key))
+    assert [(d, k, s) for d, k, s in out] == [
+        (f"user-{i}".encode(), f"card-{i % 2}", i) for i in range(5)
+    ]
+    assert list(user_records(b"plain", "k")) == [(b"plain", "k", 0)]
+
+
+# ---------------------------------------------------------------- reader against moto
+def drain(reader: KinesisStreamReader, start: dict[str, Any], limit: Any) -> tuple[dict, list]:
+    end = reader.latestOffset(start, limit)
+    rows: list[dict[str, Any]] = []
+    for partition in reader.partitions(start, end):
+        for batch in reader.read(partition):
+            rows.extend(pa.Table.from_batches([batch]).to_pylist())
+    return end, rows
+
+
+@pytest.mark.integration
+def test_replayed_batch_reads_exactly_the_same_records(settings: Settings) -> None:
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 2)
+    put(client, settings.kinesis.stream_name, items(300))
+    reader = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="70")))
+    start = reader.initialOffset()
+    end, first = drain(reader, start, ReadAllAvailable())
+    assert len(first) == 140  # 70 per shard
+    assert reader.partitions(end, end) == []
+
+    # A fresh reader (a restarted driver: nothing handed off) re-reads the same range.
+    replay = KinesisStreamReader(parse_options(options(settings, readMode="reread")))
+    again = [
+        row
+        for partition in replay.partitions(start, end)
+        for batch in replay.read(partition)
+        for row in pa.Table.from_batches([batch]).to_pylist()
+    ]
+    assert again == first
+    rest: list[dict[str, Any]] = []
+    while True:  # maxRecordsPerShard caps every batch, so drain in several
+        next_end, rows = drain(reader, end, ReadMaxRows(1000))
+        if next_end == end:
+            break
+        assert 0 < len(rows) <= 140
+        rest.extend(rows)
+        end = next_end
+    assert len(first) + len(rest) == 300
+    assert {r["data"] for r in first}.isdisjoint({r["data"] for r in rest})
+
+
+@pytest.mark.integration
+def test_aggregated_records_through_the_reader(settings: Settings) -> None:
+    import aws_kinesis_agg
+
+    sys.path.insert(0, str(Path(aws_kinesis_agg.__file__).parent))
+    try:
+        from aws_kinesis_agg.aggregator import RecordAggregator
+    finally:
+        sys.path.pop(0)
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 1)
+    aggregator = RecordAggregator()
+    for i in range(50):
+        aggregator.add_user_record("card-7", f"agg-{i}".encode())
+    key, _, data = aggregator.clear_and_get().get_contents()
+    put(client, settings.kinesis.stream_name, [(key, data), ("card-8", b"single")])
+    reader = KinesisStreamReader(parse_options(options(settings)))
+    _, rows = drain(reader, reader.initialOffset(), ReadAllAvailable())
+    assert [r["data"] for r in rows] == [f"agg-{i}".encode() for i in range(50)] + [b"single"]
+    assert [r["subSequenceNumber"] for r in rows[:3]] == [0, 1, 2]
+    assert len({r["sequenceNumber"] for r in rows[:50]}) == 1
+
+
+# ---------------------------------------------------------------- Spark queries
+def run_available_now(spark: Any, opts: dict[str, str], checkpoint: Path) -> list[list[dict]]:
+    """One availableNow run; returns the rows of each micro-batch."""
+    register(spark)
+    batches: list[list[dict]] = []
+
+    def collect(frame: Any, batch_id: int) -> None:
+        batches.append([row.asDict() for row in frame.collect()])
+
+    reader = spark.readStream.format("kinesis")
+    for key, value in opts.items():
+        reader = reader.option(key, value)
+    query = (
+        reader.load()
+        .writeStream.foreachBatch(collect)
+        .trigger(availableNow=True)
+        .option("checkpointLocation", str(checkpoint))
+        .start()
+    )
+    query.awaitTermination()
+    assert query.exception() is None
+    return batches
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_exactly_once_across_shards_with_trigger_limit_and_restart(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    client = make_client("kinesis", settings.aws)
+    stream = settings.kinesis.stream_name
+    ensure_stream(client, stream, 3)
+    first = items(1_200, tag="a")
+    put(client, stream, first)
+    opts = options(settings, maxRecordsPerTrigger="500")
+    batches = run_available_now(spark, opts, tmp_path / "ck")
+    assert all(0 < len(b) <= 500 for b in batches) and len(batches) >= 3
+    got = [r["data"] for b in batches for r in b]
+    assert sorted(got) == sorted(d for _, d in first)
+    assert {r["shardId"] for b in batches for r in b} == {
+        f"shardId-00000000000{i}" for i in range(3)
+    }
+
+    second = items(400, tag="b")
+    put(client, stream, second)
+    resumed = run_available_now(spark, opts, tmp_path / "ck")  # same checkpoint
+    assert sorted(r["data"] for b in resumed for r in b) == sorted(d for _, d in second)
+
+
+@pytest.fixture
+def resharding_settings(settings: Settings) -> Iterator[Settings]:
+    """moto in this process, with PutRecords routed only to OPEN shards as AWS does.
+
+    moto 5 keeps routing records to a parent after a split, and moves the parent's records into
+    the children; AWS leaves old records in the parent and sends new ones to the children.
+    """
+    from moto.kinesis.models import Stream
+    from moto.server import ThreadedMotoServer
+
+    original = Stream.get_shard_for_key
+    original_split = Stream.split_shard
+
+    def split_keeping_parent_records(self: Any, shard_to_split: str, new_hash: str) -> None:
+        before = set(self.shards)
+        kept = self.shards[shard_to_split].records
+        original_split(self, shard_to_split, new_hash)
+        self.shards[shard_to_split].records = kept
+        for shard_id in set(self.shards) - before:
+            self.shards[shard_id].records.clear()
+
+    def open_shards_only(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
+        closed = [s for s in self.shards.values() if not s.is_open]
+        for shard in closed:
+            shard.starting_hash, shard.saved_range = (
+                2**128,
+                (shard.starting_hash, shard.ending_hash),
+            )
+        try:
+            return original(self, partition_key, explicit_hash_key)
+        finally:
+            for shard in closed:
+                shard.starting_hash, shard.ending_hash = shard.saved_range
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    Stream.get_shard_for_key = open_shards_only  # type: ignore[method-assign]
+    Stream.split_shard = split_keeping_parent_records  # type: ignore[method-assign]
+    try:
+        yield settings.with_overrides(aws={"endpoint_url": f"http://127.0.0.1:{port}"})
+    finally:
+        Stream.get_shard_for_key = original  # type: ignore[method-assign]
+        Stream.split_shard = original_split  # type: ignore[method-assign]
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_reshard_mid_stream_loses_nothing_and_keeps_per_key_order(
+    spark: Any, resharding_settings: Settings, tmp_path: Path
+) -> None:
+    settings = resharding_settings
+    client = make_client("kinesis", settings.aws)
+    stream = settings.kinesis.stream_name
+    ensure_stream(client, stream, 2)
+    before = items(600, keys=10, tag="before")
+    put(client, stream, before)
+    opts = options(settings, maxRecordsPerTrigger="250")
+    first = run_available_now(spark, opts, tmp_path / "ck")
+
+    shard = client.list_shards(StreamName=stream)["Shards"][0]
+    low = int(shard["HashKeyRange"]["StartingHashKey"])
+    high = int(shard["HashKeyRange"]["EndingHashKey"])
+    client.split_shard(
+        StreamName=stream,
+        ShardToSplit=shard["ShardId"],
+        NewStartingHashKey=str((low + high) // 2),
+    )
+    after = items(600, keys=10, tag="after")
+    put(client, stream, after)
+    second = run_available_now(spark, opts, tmp_path / "ck")
+
+    batches = first + second
+    received = [(i, r) for i, batch in enumerate(batches) for r in batch]
+    assert sorted(r["data"] for _, r in received) == sorted(d for _, d in before + after)
+    assert len({r["shardId"] for _, r in received}) >= 3  # children were read too
+    by_key: dict[str, list[bytes]] = defaultdict(list)
+    for _, row in sorted(received, key=lambda item: (item[0], int(item[1]["sequenceNumber"]))):
+        by_key[row["partitionKey"]].append(row["data"])
+    sent: dict[str, list[bytes]] = defaultdict(list)
+    for key, data in before + after:
+        sent[key].append(data)
+    assert by_key == sent
