@@ -1,0 +1,144 @@
+"""The streaming job: Kinesis -> parse + tokenise -> dedupe -> Delta lake (+ dead letters).
+
+    spark-submit processor/job.py --profile local [--available-now]
+    python -m processor.job --profile local [--available-now]
+
+ingest() reads the stream, transform() is a chain of pure DataFrame functions, write() starts
+the foreachBatch query. SIGTERM (or Ctrl+C) stops the query after the batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.exceptions import FraudPipelineError
+from processor.cli import parse_args, settings_from_args
+from processor.kinesis_source import register
+from processor.metrics import ProgressMetrics
+from processor.parse import deduplicate, parse_records
+from processor.sinks import LakeWriter
+from processor.spark_session import build_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+    from config.settings import Settings
+
+logger = logging.getLogger("processor.job")
+
+
+def source_options(settings: Settings) -> dict[str, str]:
+    """The Kinesis source's options for a profile."""
+    aws = settings.aws
+    options = {
+        "streamName": settings.kinesis.stream_name,
+        "region": aws.region,
+        "startingPosition": settings.processor.starting_position,
+        "maxRecordsPerShard": str(settings.processor.max_records_per_shard),
+    }
+    if aws.endpoint_url:
+        options["endpointUrl"] = aws.endpoint_url
+    if aws.access_key_id and aws.secret_access_key:
+        options["awsAccessKeyId"] = aws.access_key_id
+        options["awsSecretKey"] = aws.secret_access_key
+    return options
+
+
+def ingest(
+    spark: SparkSession, settings: Settings, extra: dict[str, str] | None = None
+) -> DataFrame:
+    register(spark)
+    reader = spark.readStream.format("kinesis")
+    for key, value in {**source_options(settings), **(extra or {})}.items():
+        reader = reader.option(key, value)
+    return reader.load()
+
+
+def transform(records: DataFrame, settings: Settings) -> DataFrame:
+    key_env = settings.processor.tokenization_key_env
+    return records.transform(parse_records, key_env).transform(
+        deduplicate, settings.processor.watermark
+    )
+
+
+def write(
+    parsed: DataFrame, settings: Settings, writer: LakeWriter, available_now: bool
+) -> StreamingQuery:
+    stream = (
+        parsed.writeStream.queryName("fraud-processor")
+        .foreachBatch(writer)
+        .option("checkpointLocation", settings.processor.checkpoint_location)
+    )
+    if available_now:
+        stream = stream.trigger(availableNow=True)
+    else:
+        stream = stream.trigger(processingTime=settings.processor.trigger_interval)
+    return stream.start()
+
+
+def run_until_stopped(query: StreamingQuery, stop: threading.Event) -> None:
+    """Wait for the query; on a stop request, stop it once no batch is in flight."""
+    while query.isActive:
+        if stop.is_set():
+            deadline = time.monotonic() + 300
+            while query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            logger.info("stopping the query after the current batch")
+            query.stop()
+            break
+        query.awaitTermination(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        spark = build_spark(settings)
+    except FraudPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    spark.sparkContext.setLogLevel("WARN")
+    writer = LakeWriter(settings.processor.lake_path, settings.processor.checkpoint_location)
+    listener = ProgressMetrics(writer.stats, settings.processor.metrics_port)
+    spark.streams.addListener(listener)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        logger.info("signal %d received", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        records = ingest(spark, settings, args.source_option)
+        query = write(transform(records, settings), settings, writer, args.available_now)
+    except FraudPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_until_stopped(query, stop)
+    error = query.exception()
+    spark.streams.removeListener(listener)
+    spark.stop()
+    if error is not None:
+        logger.error("query failed: %s", error)
+        return 1
+    logger.info("written in total: %s", writer.stats.totals)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Parse Kinesis records against the event contract, tokenise cards, mark dead letters.
+
+Runs per Arrow batch (`mapInArrow`), using `producer.contract.parse_payload`, so the stream
+applies exactly the rules the producer was written against. The reference clock for a
+future `event_time` is the record's arrival time. The PAN never leaves this step: valid events
+carry `card_token` + `card_last4`, and a dead letter's raw payload has every PAN-like digit run
+masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BinaryType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from processor.tokenize import card_token, load_key, mask_pans
+from producer.contract import ID_FIELD, parse_event_time, parse_payload
+
+# The parsed event: one column per contract field (union of the event types), with the PAN
+# replaced by token + last four and the label flattened; then provenance and dead-letter fields.
+EVENT_FIELDS: list[tuple[str, Any]] = [
+    ("event_type", StringType()),
+    ("event_id", StringType()),
+    ("event_time", TimestampType()),
+    ("schema_version", IntegerType()),
+    ("transaction_id", StringType()),
+    ("card_token", StringType()),
+    ("card_last4", StringType()),
+    ("customer_id", StringType()),
+    ("amount", DoubleType()),
+    ("currency", StringType()),
+    ("merchant_id", StringType()),
+    ("terminal_id", StringType()),
+    ("mcc", StringType()),
+    ("merchant_country", StringType()),
+    ("latitude", DoubleType()),
+    ("longitude", DoubleType()),
+    ("channel", StringType()),
+    ("device_id", StringType()),
+    ("auth_id", StringType()),
+    ("success", BooleanType()),
+    ("method", StringType()),
+    ("ip_country", StringType()),
+    ("chargeback_id", StringType()),
+    ("transaction_time", TimestampType()),
+    ("confirmed_fraud", BooleanType()),
+    ("label_is_fraud", BooleanType()),
+    ("label_fraud_scenario", StringType()),
+]
+SOURCE_FIELDS: list[tuple[str, Any]] = [
+    ("shardId", StringType()),
+    ("sequenceNumber", StringType()),
+    ("subSequenceNumber", LongType()),
+    ("approximateArrivalTimestamp", TimestampType()),
+]
+DEAD_LETTER_FIELDS: list[tuple[str, Any]] = [
+    ("dead_letter_reason", StringType()),  # null for a valid event
+    ("dead_letter_field", StringType()),
+    ("dead_letter_detail", StringType()),
+    ("raw_payload_masked", BinaryType()),
+]
+PLAN_FIELDS: list[tuple[str, Any]] = [
+    ("dedupe_key", StringType()),  # event type + id; unique per record for dead letters
+    ("watermark_time", TimestampType()),  # event_time; null for dead letters (never late)
+]
+PARSED_SCHEMA = StructType(
+    [
+        StructField(name, kind, True)
+        for name, kind in EVENT_FIELDS + SOURCE_FIELDS + DEAD_LETTER_FIELDS + PLAN_FIELDS
+    ]
+)
+EVENT_SCHEMA = StructType(
+    [StructField(name, kind, True) for name, kind in EVENT_FIELDS + SOURCE_FIELDS]
+    + [StructField("event_date", DateType(), True)]
+)
+_ARROW_SCHEMA = pa.schema(
+    [
+        (
+            f.name,
+            {
+                StringType: pa.string(),
+                TimestampType: pa.timestamp("us", tz="UTC"),
+                IntegerType: pa.int32(),
+                LongType: pa.int64(),
+                DoubleType: pa.float64(),
+                BooleanType: pa.bool_(),
+                BinaryType: pa.binary(),
+            }[type(f.dataType)],
+        )
+        for f in PARSED_SCHEMA.fields
+    ]
+)
+_COPIED = [
+    name
+    for name, _ in EVENT_FIELDS
+    if name not in {"event_id", "event_time", "card_token", "card_last4", "transaction_time"}
+    and not name.startswith("label_")
+]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(text: str) -> int:
+    """Exact epoch microseconds (no float rounding) of an event-time string."""
+    return (parse_event_time(text) - _EPOCH) // timedelta(microseconds=1)
+
+
+def parse_batches(key_env: str) -> Any:
+    """The `mapInArrow` function; reads the tokenisation key inside the Python worker."""
+
+    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        key = load_key(key_env)
+        for batch in batches:
+            yield _parse_one(batch, key)
+
+    return parse
+
+
+def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
+    columns: dict[str, list[Any]] = {name: [] for name in _ARROW_SCHEMA.names}
+    source = batch.to_pydict()
+    for index, data in enumerate(source["data"]):
+        arrival = source["approximateArrivalTimestamp"][index]
+        now = arrival.astimezone(UTC) if isinstance(arrival, datetime) else None
+        event, problem = parse_payload(data, now)
+        row: dict[str, Any] = dict.fromkeys(_ARROW_SCHEMA.names)
+        row["shardId"] = source["shardId"][index]
+        row["sequenceNumber"] = source["sequenceNumber"][index]
+        row["subSequenceNumber"] = source["subSequenceNumber"][index]
+        row["approximateArrivalTimestamp"] = arrival
+        if event is None:
+            assert problem is not None
+            row["dead_letter_reason"] = problem.reason
+            row["dead_letter_field"] = problem.field
+            row["dead_letter_detail"] = problem.detail
+            row["raw_payload_masked"] = mask_pans(data, key)
+            row["dedupe_key"] = (
+                f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
+            )
+        else:
+            event_type = event["event_type"]
+            for name in _COPIED:
+                row[name] = event.get(name)
+            if row["amount"] is not None:
+                row["amount"] = float(row["amount"])
+            for name in ("latitude", "longitude"):
+                if row[name] is not None:
+                    row[name] = float(row[name])
+            pan = event["card_number"]
+            row["card_token"] = card_token(pan, key)
+            row["card_last4"] = pan[-4:]
+            row["event_id"] = str(event[ID_FIELD[event_type]])
+            row["event_time"] = _micros(event["event_time"])
+            row["watermark_time"] = row["event_time"]
+            if event.get("transaction_time"):
+                row["transaction_time"] = _micros(event["transaction_time"])
+            label = event.get("label") or {}
+            row["label_is_fraud"] = label.get("is_fraud")
+            row["label_fraud_scenario"] = label.get("fraud_scenario")
+            row["dedupe_key"] = f"{event_type}:{row['event_id']}"
+        for name, value in row.items():
+            columns[name].append(value)
+    return pa.RecordBatch.from_pydict(columns, schema=_ARROW_SCHEMA)
+
+
+def parse_records(records: DataFrame, key_env: str) -> DataFrame:
+    """Source rows -> parsed rows (valid events and dead letters side by side)."""
+    load_key(key_env)  # fail on the driver, before the query starts, if the key is missing
+    return records.mapInArrow(parse_batches(key_env), PARSED_SCHEMA)
+
+
+def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
+    """Drop re-sent events by (type, id) within the event-time watermark.
+
+    Dead letters have a unique key and no event time, so they pass through untouched. An event
+    older than the watermark is dropped by Spark and counted (numRowsDroppedByWatermark).
+    """
+    return parsed.withWatermark("watermark_time", watermark).dropDuplicatesWithinWatermark(
+        ["dedupe_key"]
+    )
+
+
+def valid_events(parsed: DataFrame) -> DataFrame:
+    return (
+        parsed.where(F.col("dead_letter_reason").isNull())
+        .withColumn("event_date", F.to_date("event_time"))
+        .select(*EVENT_SCHEMA.fieldNames())
+    )
+
+
+def dead_letters(parsed: DataFrame) -> DataFrame:
+    return parsed.where(F.col("dead_letter_reason").isNotNull()).select(
+        F.col("dead_letter_reason").alias("reason"),
+        F.col("dead_letter_field").alias("field"),
+        F.col("dead_letter_detail").alias("detail"),
+        F.col("raw_payload_masked").alias("raw_payload"),
+        "shardId",
+        "sequenceNumber",
+        "subSequenceNumber",
+        "approximateArrivalTimestamp",
+        F.to_date("approximateArrivalTimestamp").alias("arrival_date"),
+    )
