@@ -98,7 +98,7 @@ class ProcessorSettings(_Section):
     trigger_interval: str = Field(pattern=r"^\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?)$")
     max_records_per_shard: int = Field(ge=1, le=10000)
     shuffle_partitions: int = Field(ge=1)
-    watermark: str = Field(pattern=r"^\d+\s*(seconds?|minutes?|hours?)$")
+    watermark: str = Field(pattern=r"^\d+\s*(seconds?|minutes?|hours?|days?)$")
     lake_path: str
     checkpoint_location: str
     metrics_port: int = Field(ge=0, le=65535)
