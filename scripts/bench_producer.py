@@ -64,16 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-events", type=int, default=50_000)
     parser.add_argument("--shards", type=int, default=4)
     args = parser.parse_args(argv)
+    send = bench_send(args.send_events, args.shards)
+    send["events_per_s"] = round(send["events_per_s"])
     results = {
         "machine": f"{platform.machine()} {platform.python_version()}",
         "generation_events_per_s": {
             net: round(bench_generation(args.events, net)) for net in ("excellent", "terrible")
         },
-        "send_to_local_emulator": bench_send(args.send_events, args.shards),
+        "send_to_local_emulator": send,
     }
-    results["send_to_local_emulator"]["events_per_s"] = round(
-        results["send_to_local_emulator"]["events_per_s"]
-    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "producer.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
