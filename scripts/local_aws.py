@@ -88,7 +88,15 @@ def start(emulator: LocalAws, wait_s: float = 30.0) -> int | None:
     emulator.state_dir.mkdir(parents=True, exist_ok=True)
     log = emulator.log_file.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", emulator.host, "-p", str(emulator.port)],
+        [
+            sys.executable,
+            "-m",
+            "scripts.moto_server",
+            "-H",
+            emulator.host,
+            "-p",
+            str(emulator.port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
