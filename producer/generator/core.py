@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from producer.contract import encode_event
+from producer.contract import ID_FIELD, encode_event
 from producer.generator import events as ev
 from producer.generator.anomalies import inject_anomaly
 from producer.generator.network import NetworkDelay
@@ -81,6 +81,7 @@ class TransactionGenerator:
         self._t_lat: list[float] = pop.terminal_latitude.tolist()
         self._t_lon: list[float] = pop.terminal_longitude.tolist()
         self._terminals = {k: v.tolist() for k, v in pop.terminals_by_city_category.items()}
+        self._reports: list[float] = []
         self._block_pos = BLOCK
         self._clock_ms = options.start_time_ms
         self._fraud_pending = 0
@@ -267,7 +268,7 @@ class TransactionGenerator:
         """A chargeback for fraud, and rarely a confirmed-genuine report, after the delay."""
         event = item.event
         is_fraud = item.is_fraud
-        if not is_fraud and self.rng.random() >= self.options.genuine_report_rate:
+        if not is_fraud and self._report_draw() >= self.options.genuine_report_rate:
             return
         delay = self.options.chargeback_delay_days * DAY_MS * float(self.rng.uniform(0.8, 1.2))
         at = item.time_ms + int(delay)
@@ -275,6 +276,11 @@ class TransactionGenerator:
             self._fmt(at), f"cb{self._id_prefix}-{self.next_id():09d}", event, is_fraud
         )
         heapq.heappush(self._heap, self._schedule(at, report, is_fraud))
+
+    def _report_draw(self) -> float:
+        if not self._reports:
+            self._reports = self.rng.random(BLOCK).tolist()
+        return float(self._reports.pop())
 
     def _event_time_stream(self) -> Iterator[Scheduled]:
         pending_genuine = self._next_genuine()
@@ -322,7 +328,7 @@ class TransactionGenerator:
                     stats["fraud_transactions"] += 1
                     stats[f"fraud.{event['label']['fraud_scenario']}"] += 1
             key = event["card_number"]
-            eid = event.get("transaction_id") or event.get("auth_id") or event.get("chargeback_id")
+            eid = event[ID_FIELD[event_type]]
             anomaly_rate = self.options.anomaly_rate
             kind: str | None = None
             payloads = [encode_event(event)]
