@@ -331,7 +331,9 @@ class TransactionGenerator:
             eid = event[ID_FIELD[event_type]]
             anomaly_rate = self.options.anomaly_rate
             kind: str | None = None
-            payloads = [encode_event(event)]
+            payloads = [
+                ev.encode_transaction(event) if event_type == "transaction" else encode_event(event)
+            ]
             if (
                 anomaly_rate > 0
                 and event_type == "transaction"

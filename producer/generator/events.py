@@ -117,3 +117,45 @@ def chargeback(
         "confirmed_fraud": confirmed_fraud,
         "label": transaction["label"],
     }
+
+
+_TRANSACTION_TEMPLATE = (
+    '{"schema_version":%d,"event_type":"transaction","event_time":"%s","transaction_id":"%s",'
+    '"card_number":"%s","customer_id":"%s","amount":%r,"currency":"%s","merchant_id":"%s",'
+    '"terminal_id":"%s","mcc":"%s","merchant_country":"%s","latitude":%r,"longitude":%r,'
+    '"channel":"%s","device_id":%s,"label":{"is_fraud":%s,"fraud_scenario":%s}}'
+)
+
+
+def encode_transaction(event: dict[str, Any]) -> bytes:
+    """`encode_event` for a generated transaction, by template (about twice as fast).
+
+    Only for the generator's own events: every string is from a fixed ASCII alphabet that JSON
+    does not escape, and floats use `repr` exactly as the json module does. A test checks the
+    bytes equal `producer.contract.encode_event`.
+    """
+    label = event["label"]
+    device = event["device_id"]
+    scenario = label["fraud_scenario"]
+    return (
+        _TRANSACTION_TEMPLATE
+        % (
+            event["schema_version"],
+            event["event_time"],
+            event["transaction_id"],
+            event["card_number"],
+            event["customer_id"],
+            event["amount"],
+            event["currency"],
+            event["merchant_id"],
+            event["terminal_id"],
+            event["mcc"],
+            event["merchant_country"],
+            event["latitude"],
+            event["longitude"],
+            event["channel"],
+            "null" if device is None else f'"{device}"',
+            "true" if label["is_fraud"] else "false",
+            "null" if scenario is None else f'"{scenario}"',
+        )
+    ).encode("ascii")
