@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from processor.tokenize import card_token, mask_pans
 from producer.contract import parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
+from producer.records import OutgoingRecord
 from producer.stats import SendStats
 from scripts.setup_aws import ensure_bucket, ensure_stream
 
@@ -28,7 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration]
 
 
-def produce(settings: Settings, n: int, **options: Any) -> TransactionGenerator:
+@dataclass
+class Produced:
+    generator: TransactionGenerator
+    records: list[OutgoingRecord]
+
+    @property
+    def anomalies(self) -> list[Any]:
+        return self.generator.anomalies
+
+
+def produce(settings: Settings, n: int, **options: Any) -> Produced:
+    """Generate `n` transactions (and what comes with them) and put them on the stream."""
     client = make_client("kinesis", settings.aws)
     ensure_stream(client, settings.kinesis.stream_name, settings.kinesis.shard_count)
     generator = TransactionGenerator(GeneratorOptions(num_transactions=n, **options))
@@ -38,13 +51,13 @@ def produce(settings: Settings, n: int, **options: Any) -> TransactionGenerator:
     records = list(generator.records())
     writer.put(records)
     writer.flush()
-    generator.sent = records  # type: ignore[attr-defined]
-    return generator
+    return Produced(generator, records)
 
 
-def expected_transactions(generator: TransactionGenerator) -> set[str]:
+def expected_transactions(produced: Produced) -> set[str]:
+    """Ids of the valid transactions sent (a duplicate's first copy included)."""
     ids = set()
-    for record in generator.sent:  # type: ignore[attr-defined]
+    for record in produced.records:
         event, problem = parse_payload(record.data)
         if problem is None and event is not None and record.anomaly in (None, "duplicate"):
             if event["event_type"] == "transaction" and not event["event_time"].startswith("2099"):
@@ -60,8 +73,8 @@ def run_available_now(spark: Any, settings: Settings) -> LakeWriter:
     return writer
 
 
-def all_pans(generator: TransactionGenerator) -> set[bytes]:
-    return {pan.encode() for pan in generator.population.card_number}
+def all_pans(produced: Produced) -> set[bytes]:
+    return {pan.encode() for pan in produced.generator.population.card_number}
 
 
 def assert_no_pan_under(folder: Path, pans: set[bytes]) -> None:
@@ -85,27 +98,27 @@ def test_tokenisation_and_masking() -> None:
 def test_end_to_end_exactly_once_with_dead_letters(
     spark: Any, settings: Settings, tmp_path: Path
 ) -> None:
-    generator = produce(settings, 5_000, seed=13, fraud_rate=0.01, anomaly_rate=0.03)
+    produced = produce(settings, 5_000, seed=13, fraud_rate=0.01, anomaly_rate=0.03)
     writer = run_available_now(spark, settings)
     lake = settings.processor.lake_path
 
     transactions = spark.read.format("delta").load(table_path(lake, "transactions"))
     ids = [row.transaction_id for row in transactions.select("transaction_id").collect()]
     assert len(ids) == len(set(ids))  # the duplicates were dropped
-    assert set(ids) == expected_transactions(generator)
+    assert set(ids) == expected_transactions(produced)
     assert "card_number" not in transactions.columns
     assert {"card_token", "card_last4", "label_is_fraud", "event_date"} <= set(transactions.columns)
 
     dead = spark.read.format("delta").load(table_path(lake, "dead_letters")).collect()
-    broken = [a for a in generator.anomalies if a.kind != "duplicate"]
+    broken = [a for a in produced.anomalies if a.kind != "duplicate"]
     assert Counter(row.reason for row in dead) == Counter(a.expected_reason for a in broken)
     assert all(row.shardId and row.sequenceNumber for row in dead)
     assert writer.stats.totals["dead_letters"] == len(broken)
 
-    labels = spark.read.format("delta").load(table_path(lake, "auth_events")).count()
-    assert labels == sum(r.event_type == "auth" for r in generator.sent)  # type: ignore[attr-defined]
+    auth_rows = spark.read.format("delta").load(table_path(lake, "auth_events")).count()
+    assert auth_rows == sum(r.event_type == "auth" for r in produced.records)
 
-    pans = all_pans(generator)
+    pans = all_pans(produced)
     assert_no_pan_under(Path(lake), pans)
     assert_no_pan_under(Path(settings.processor.checkpoint_location), pans)
 
@@ -155,7 +168,7 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(
     # PutRecords call (500 records, up to an hour of event time here) may reorder records of
     # different cards. A 1-day watermark keeps such replays from counting events as late; this
     # test is about recovery, not lateness.
-    generator = produce(settings, 3_000, seed=31, anomaly_rate=0.02, num_customers=20_000)
+    produced = produce(settings, 3_000, seed=31, anomaly_rate=0.02, num_customers=20_000)
     lake = settings.processor.lake_path
     log = tmp_path / "job.log"
     small = (
@@ -185,8 +198,8 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(
     rows = spark.read.format("delta").load(table_path(lake, "transactions"))
     ids = [row.transaction_id for row in rows.select("transaction_id").collect()]
     assert len(ids) == len(set(ids))
-    assert set(ids) == expected_transactions(generator)
-    assert_no_pan_under(tmp_path, all_pans(generator))
+    assert set(ids) == expected_transactions(produced)
+    assert_no_pan_under(tmp_path, all_pans(produced))
 
 
 @pytest.mark.slow
@@ -198,10 +211,10 @@ def test_delta_on_s3a_against_moto(spark: Any, settings: Settings) -> None:
             "checkpoint_location": f"s3a://{settings.s3.bucket}/checkpoints",
         }
     )
-    generator = produce(s3, 300, seed=5)
+    produced = produce(s3, 300, seed=5)
     run_available_now(spark, s3)
     rows = spark.read.format("delta").load(f"s3a://{settings.s3.bucket}/lake/transactions")
-    assert {r.transaction_id for r in rows.collect()} == expected_transactions(generator)
+    assert {r.transaction_id for r in rows.collect()} == expected_transactions(produced)
     listing = make_client("s3", settings.aws).list_objects_v2(
         Bucket=settings.s3.bucket, Prefix="lake/transactions/_delta_log/"
     )
