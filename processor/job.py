@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
 from config.exceptions import FraudPipelineError
 from processor.cli import parse_args, settings_from_args
 from processor.kinesis_source import register
+from processor.late import ThresholdStore, delay_ms
 from processor.metrics import ProgressMetrics
 from processor.parse import deduplicate, parse_records
 from processor.sinks import LakeWriter
@@ -64,9 +65,30 @@ def ingest(
     return reader.load()
 
 
+def threshold_store(settings: Settings) -> ThresholdStore:
+    aws = settings.aws
+    return ThresholdStore(
+        settings.processor.checkpoint_location,
+        aws.endpoint_url,
+        aws.region,
+        aws.access_key_id,
+        aws.secret_access_key,
+    )
+
+
+def lake_writer(settings: Settings) -> LakeWriter:
+    """The foreachBatch sink, tracking the late threshold beside the checkpoint."""
+    return LakeWriter(
+        settings.processor.lake_path,
+        settings.processor.checkpoint_location,
+        thresholds=threshold_store(settings),
+        watermark_delay_ms=delay_ms(settings.processor.watermark),
+    )
+
+
 def transform(records: DataFrame, settings: Settings) -> DataFrame:
     key_env = settings.processor.tokenization_key_env
-    return records.transform(parse_records, key_env).transform(
+    return records.transform(parse_records, key_env, threshold_store(settings)).transform(
         deduplicate, settings.processor.watermark
     )
 
@@ -112,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     spark.sparkContext.setLogLevel("WARN")
-    writer = LakeWriter(settings.processor.lake_path, settings.processor.checkpoint_location)
+    writer = lake_writer(settings)
     listener = ProgressMetrics(writer.stats, settings.processor.metrics_port)
     spark.streams.addListener(listener)
     stop = threading.Event()

@@ -29,6 +29,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from processor.late import ThresholdStore
 from processor.tokenize import card_token, load_key, mask_pans
 from producer.contract import ID_FIELD, parse_event_time, parse_payload
 
@@ -122,18 +123,31 @@ def _micros(text: str) -> int:
     return (parse_event_time(text) - _EPOCH) // timedelta(microseconds=1)
 
 
-def parse_batches(key_env: str) -> Any:
-    """The `mapInArrow` function; reads the tokenisation key inside the Python worker."""
+def parse_batches(key_env: str, thresholds: ThresholdStore) -> Any:
+    """The `mapInArrow` function; reads the tokenisation key and the late threshold in the
+    Python worker, once per task."""
 
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         key = load_key(key_env)
+        threshold_ms = thresholds.read().get("threshold_ms")
+        late_before_us = None if threshold_ms is None else threshold_ms * 1000
         for batch in batches:
-            yield _parse_one(batch, key)
+            yield _parse_one(batch, key, late_before_us)
 
     return parse
 
 
-def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
+def _dead_letter(row: dict[str, Any], reason: str, field: str | None, detail: str) -> None:
+    row["dead_letter_reason"] = reason
+    row["dead_letter_field"] = field
+    row["dead_letter_detail"] = detail
+    row["watermark_time"] = None
+    row["dedupe_key"] = f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
+
+
+def _parse_one(
+    batch: pa.RecordBatch, key: bytes, late_before_us: int | None = None
+) -> pa.RecordBatch:
     columns: dict[str, list[Any]] = {name: [] for name in _ARROW_SCHEMA.names}
     source = batch.to_pydict()
     for index, data in enumerate(source["data"]):
@@ -147,13 +161,8 @@ def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
         row["approximateArrivalTimestamp"] = arrival
         if event is None:
             assert problem is not None
-            row["dead_letter_reason"] = problem.reason
-            row["dead_letter_field"] = problem.field
-            row["dead_letter_detail"] = problem.detail
+            _dead_letter(row, problem.reason, problem.field, problem.detail)
             row["raw_payload_masked"] = mask_pans(data, key)
-            row["dedupe_key"] = (
-                f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
-            )
         else:
             event_type = event["event_type"]
             for name in _COPIED:
@@ -175,22 +184,26 @@ def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
             row["label_is_fraud"] = label.get("is_fraud")
             row["label_fraud_scenario"] = label.get("fraud_scenario")
             row["dedupe_key"] = f"{event_type}:{row['event_id']}"
+            if late_before_us is not None and row["event_time"] <= late_before_us:
+                # Spark's watermark would drop it silently; keep it as a dead letter.
+                _dead_letter(row, "late", "event_time", "event_time is older than the watermark")
+                row["raw_payload_masked"] = mask_pans(data, key)
         for name, value in row.items():
             columns[name].append(value)
     return pa.RecordBatch.from_pydict(columns, schema=_ARROW_SCHEMA)
 
 
-def parse_records(records: DataFrame, key_env: str) -> DataFrame:
+def parse_records(records: DataFrame, key_env: str, thresholds: ThresholdStore) -> DataFrame:
     """Source rows -> parsed rows (valid events and dead letters side by side)."""
     load_key(key_env)  # fail on the driver, before the query starts, if the key is missing
-    return records.mapInArrow(parse_batches(key_env), PARSED_SCHEMA)
+    return records.mapInArrow(parse_batches(key_env, thresholds), PARSED_SCHEMA)
 
 
 def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
     """Drop re-sent events by (type, id) within the event-time watermark.
 
-    Dead letters have a unique key and no event time, so they pass through untouched. An event
-    older than the watermark is dropped by Spark and counted (numRowsDroppedByWatermark).
+    Dead letters (late events included) have a unique key and no event time, so they pass
+    through untouched; see processor/late.py for how late events are recognised first.
     """
     return parsed.withWatermark("watermark_time", watermark).dropDuplicatesWithinWatermark(
         ["dedupe_key"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from processor.late import ThresholdStore, advance
 from processor.parse import dead_letters, valid_events
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ class LakeWriter:
     stats: BatchCounts = field(default_factory=BatchCounts)
     # Optional step between parsing and the transactions table (issue 4 adds scoring here).
     enrich_transactions: Callable[[DataFrame], DataFrame] | None = None
+    # Where the next batch's late threshold is recorded (processor/late.py); None: not tracked.
+    thresholds: ThresholdStore | None = None
+    watermark_delay_ms: int = 0
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         batch = batch.persist()
@@ -95,6 +99,11 @@ class LakeWriter:
                 frame.unpersist()
             for sink in self.extra_sinks:
                 sink(batch, batch_id)
+            if self.thresholds is not None:
+                largest = batch.agg(F.max(F.unix_millis("watermark_time")).alias("m")).first()
+                if largest is not None and largest["m"] is not None:
+                    state = advance(self.thresholds.read(), largest["m"], self.watermark_delay_ms)
+                    self.thresholds.write(state)
         finally:
             batch.unpersist()
         self.stats.batch_id = batch_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,10 @@ import pytest
 
 from config.aws import make_client
 from config.settings import Settings
-from processor.job import ingest, transform, write
+from processor.job import ingest, lake_writer, threshold_store, transform, write
 from processor.sinks import LakeWriter, table_path
 from processor.tokenize import card_token, mask_pans
-from producer.contract import parse_payload
+from producer.contract import encode_event, format_epoch_ms, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.records import OutgoingRecord
@@ -66,7 +67,7 @@ def expected_transactions(produced: Produced) -> set[str]:
 
 
 def run_available_now(spark: Any, settings: Settings) -> LakeWriter:
-    writer = LakeWriter(settings.processor.lake_path, settings.processor.checkpoint_location)
+    writer = lake_writer(settings)
     query = write(transform(ingest(spark, settings), settings), settings, writer, True)
     query.awaitTermination()
     assert query.exception() is None
@@ -204,18 +205,59 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(
 
 @pytest.mark.slow
 def test_delta_on_s3a_against_moto(spark: Any, settings: Settings) -> None:
+    """The lake on s3a:// (moto's S3). The checkpoint stays local: moto's HTTP server answers
+    the AWS SDK v2's multipart uploads of RocksDB state files with a bare `100 Continue` that
+    the SDK reports as an error, which real S3 and LocalStack do not."""
     ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
-    s3 = settings.with_overrides(
-        processor={
-            "lake_path": f"s3a://{settings.s3.bucket}/lake",
-            "checkpoint_location": f"s3a://{settings.s3.bucket}/checkpoints",
-        }
-    )
-    produced = produce(s3, 300, seed=5)
+    s3 = settings.with_overrides(processor={"lake_path": f"s3a://{settings.s3.bucket}/lake"})
+    produced = produce(s3, 300, seed=5, anomaly_rate=0.05)
     run_available_now(spark, s3)
     rows = spark.read.format("delta").load(f"s3a://{settings.s3.bucket}/lake/transactions")
     assert {r.transaction_id for r in rows.collect()} == expected_transactions(produced)
+    dead = spark.read.format("delta").load(f"s3a://{settings.s3.bucket}/lake/dead_letters")
+    assert dead.count() == len([a for a in produced.anomalies if a.kind != "duplicate"])
     listing = make_client("s3", settings.aws).list_objects_v2(
         Bucket=settings.s3.bucket, Prefix="lake/transactions/_delta_log/"
     )
     assert listing["KeyCount"] >= 1
+
+
+@pytest.mark.slow
+def test_events_older_than_the_watermark_become_late_dead_letters(
+    spark: Any, settings: Settings
+) -> None:
+    produced = produce(settings, 400, seed=17)
+    run_available_now(spark, settings)
+    thresholds = threshold_store(settings).read()
+    assert thresholds["threshold_ms"] == thresholds["max_event_time_ms"] - 10 * 60_000
+
+    # One transaction an hour behind everything seen so far, one just inside the watermark.
+    template = json.loads(next(r.data for r in produced.records if r.event_type == "transaction"))
+    newest = thresholds["max_event_time_ms"]
+    late = dict(
+        template, transaction_id="tx-late-000001", event_time=format_epoch_ms(newest - 3_600_000)
+    )
+    fresh = dict(
+        template, transaction_id="tx-fresh-00001", event_time=format_epoch_ms(newest - 60_000)
+    )
+    client = make_client("kinesis", settings.aws)
+    client.put_records(
+        StreamName=settings.kinesis.stream_name,
+        Records=[
+            {"PartitionKey": template["card_number"], "Data": encode_event(e)}
+            for e in (late, fresh)
+        ],
+    )
+    run_available_now(spark, settings)
+
+    lake = settings.processor.lake_path
+    ids = {
+        r.transaction_id
+        for r in spark.read.format("delta").load(table_path(lake, "transactions")).collect()
+    }
+    assert "tx-fresh-00001" in ids and "tx-late-000001" not in ids
+    dead = spark.read.format("delta").load(table_path(lake, "dead_letters")).collect()
+    late_rows = [row for row in dead if row.reason == "late"]
+    assert len(late_rows) == 1
+    assert b"tx-late-000001" in late_rows[0].raw_payload
+    assert template["card_number"].encode() not in late_rows[0].raw_payload
