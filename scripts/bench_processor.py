@@ -21,8 +21,7 @@ from pathlib import Path
 
 from config.aws import make_client
 from config.settings import load_config
-from processor.job import ingest, transform, write
-from processor.sinks import LakeWriter
+from processor.job import ingest, lake_writer, transform, write
 from processor.spark_session import build_spark
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
                 extra = {"readMode": mode, "fetchLogPath": str(fetch_log)}
-                lake = LakeWriter(run.processor.lake_path, run.processor.checkpoint_location)
+                lake = lake_writer(run)
                 began = time.perf_counter()
                 query = write(transform(ingest(spark, run, extra), run), run, lake, True)
                 query.awaitTermination()
