@@ -78,13 +78,19 @@ def test_card_testing_signature(fraudy) -> None:
             by_card[e["card_number"]].append(e)
     found = False
     for txs in by_card.values():
-        amounts = [t["amount"] for t in txs]
-        small = [a for a in amounts[:-1] if a < 5]
-        if len(small) >= 3 and amounts[-1] >= 400:
-            times = [parse_event_time(t["event_time"]) for t in txs[:-1]]
-            gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
-            assert all(30 <= g <= 120 for g in gaps)
-            found = True
+        # A card may be tested more than once: split into runs that end with the large purchase.
+        runs: list[list[dict]] = [[]]
+        for tx in txs:
+            runs[-1].append(tx)
+            if tx["amount"] >= 400:
+                runs.append([])
+        for run in runs:
+            small = [t for t in run[:-1] if t["amount"] < 5]
+            if len(small) >= 3 and run[-1]["amount"] >= 400 and len(small) == len(run) - 1:
+                times = [parse_event_time(t["event_time"]) for t in small]
+                gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+                assert all(30 <= g <= 120 for g in gaps)
+                found = True
     assert found
 
 

@@ -27,6 +27,7 @@ from producer.generator.scenarios import SCENARIOS
 from producer.records import InjectedAnomaly, OutgoingRecord
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 BLOCK = 4096
 # Relative activity per UTC hour (night is quiet, lunch and evening are busy) and per weekday.
 HOURLY = np.array(
@@ -34,7 +35,6 @@ HOURLY = np.array(
      1.3, 1.2, 1.0, 0.95, 1.0, 1.15, 1.35, 1.3, 1.1, 0.8, 0.5, 0.3]
 )  # fmt: skip
 WEEKLY = np.array([0.95, 0.95, 1.0, 1.0, 1.1, 1.25, 0.85])  # Monday .. Sunday
-_ACTIVITY_MAX = float(HOURLY.max() * WEEKLY.max())
 _ACTIVITY: list[list[float]] = np.outer(WEEKLY, HOURLY).tolist()
 
 
@@ -190,10 +190,7 @@ class TransactionGenerator:
     # ----------------------------------------------------------------- genuine traffic
     def _refill(self) -> None:
         rng = self.rng
-        self._gaps = (
-            rng.exponential(1.0 / (self._rate_per_ms * _ACTIVITY_MAX), BLOCK).astype(int) + 1
-        ).tolist()
-        self._accept = (rng.random(BLOCK) * _ACTIVITY_MAX).tolist()
+        self._gaps = rng.standard_exponential(BLOCK).tolist()
         self._who = np.searchsorted(self._customer_cdf, rng.random(BLOCK)).tolist()
         self._category = rng.choice(
             len(CATEGORIES), size=BLOCK, p=np.array([c.weight for c in CATEGORIES])
@@ -204,16 +201,22 @@ class TransactionGenerator:
 
     def _next_genuine(self) -> Scheduled:
         """Advance the Poisson clock to the next accepted genuine transaction and build it."""
+        # The rate is constant within an hour, so the gap is exponential at that hour's rate;
+        # a gap that crosses into the next hour restarts there (exact: arrivals are memoryless).
         while True:
             if self._block_pos >= BLOCK:
                 self._refill()
             i = self._block_pos
             self._block_pos += 1
-            self._clock_ms += self._gaps[i]
-            hour = (self._clock_ms // 3_600_000) % 24
-            weekday = (self._clock_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
-            if self._accept[i] <= _ACTIVITY[weekday][hour]:
+            clock = self._clock_ms
+            weekday = (clock // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
+            rate = self._rate_per_ms * _ACTIVITY[weekday][(clock // HOUR_MS) % 24]
+            arrival = clock + int(self._gaps[i] / rate) + 1
+            hour_end = clock - clock % HOUR_MS + HOUR_MS
+            if arrival < hour_end:
+                self._clock_ms = arrival
                 break
+            self._clock_ms = hour_end
         pop = self.population
         customer = self._who[i]
         category = self._category[i]
