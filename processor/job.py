@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # run as a file by spark-submit: make the project importable
+    # Python put processor/ itself first on sys.path; the project root must take its place, or
+    # the package's modules would shadow standard-library modules of the same name.
+    _here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(_here)]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.exceptions import FraudPipelineError

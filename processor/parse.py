@@ -29,8 +29,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from processor.card_tokens import card_token, load_key, mask_pans
 from processor.late import ThresholdStore
-from processor.tokenize import card_token, load_key, mask_pans
 from producer.contract import ID_FIELD, parse_event_time, parse_payload
 
 # The parsed event: one column per contract field (union of the event types), with the PAN

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from config.exceptions import FraudPipelineError
 from config.settings import load_config
-from scripts.local_aws import LocalAws, start
+from scripts.local_aws import LocalAws, start, stop
 from scripts.setup_aws import setup_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,9 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_config(args.profile)
         if args.profile == "local":
+            # A demo starts from a clean slate: the emulator keeps its state in memory, so a
+            # restart empties the stream, and the local lake and checkpoints go too. Otherwise a
+            # second run would send the same event times again, behind the watermark of the
+            # first, and every event would (correctly) become a `late` dead letter.
             local = settings.local_aws
+            emulator = LocalAws(local.host, local.port, PROJECT_ROOT / local.state_dir)
+            stop(emulator)
+            for folder in (settings.processor.lake_path, settings.processor.checkpoint_location):
+                if "://" not in folder:
+                    shutil.rmtree(PROJECT_ROOT / folder, ignore_errors=True)
             print(f"==> local AWS emulator (moto) on {local.host}:{local.port}", flush=True)
-            start(LocalAws(local.host, local.port, PROJECT_ROOT / local.state_dir))
+            start(emulator)
         print("==> creating stream, alerts table and bucket", flush=True)
         for kind, name in setup_resources(settings).items():
             print(f"    {kind}: {name}")

@@ -17,9 +17,9 @@ import pytest
 
 from config.aws import make_client
 from config.settings import Settings
+from processor.card_tokens import card_token, mask_pans
 from processor.job import ingest, lake_writer, threshold_store, transform, write
 from processor.sinks import LakeWriter, table_path
-from processor.tokenize import card_token, mask_pans
 from producer.contract import encode_event, format_epoch_ms, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
