@@ -14,6 +14,18 @@ from botocore.config import Config as BotoConfig
 if TYPE_CHECKING:
     from config.settings import AwsSettings
 
+# Kinesis error codes that mean "try again later", for a whole call or one PutRecords entry.
+RETRYABLE_KINESIS_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "KMSThrottlingException",
+    }
+)
+
 
 def botocore_config(aws: AwsSettings) -> BotoConfig:
     """The one retry/timeout policy used by every client of the project."""

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config.aws import RETRYABLE_KINESIS_ERRORS
 from producer.records import OutgoingRecord
 from producer.stats import SendStats
 
@@ -30,16 +31,6 @@ logger = logging.getLogger(__name__)
 MAX_RECORDS_PER_CALL: Final = 500
 MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD: Final = 1024 * 1024
-RETRYABLE_CALL_ERRORS: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "LimitExceededException",
-        "ThrottlingException",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "KMSThrottlingException",
-    }
-)
 
 
 class KinesisWriter:
@@ -123,7 +114,7 @@ class KinesisWriter:
             response = self._client.put_records(StreamName=self._stream, Records=entries)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in RETRYABLE_CALL_ERRORS:
+            if code not in RETRYABLE_KINESIS_ERRORS:
                 raise
             self._retry([(r, a, code, str(exc)) for r, a in batch])
             return

@@ -11,26 +11,16 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config.aws import RETRYABLE_KINESIS_ERRORS
 from processor.kinesis_source.options import MAX_GET_RECORDS_LIMIT, SourceOptions
 
 logger = logging.getLogger(__name__)
-
-RETRYABLE: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "LimitExceededException",
-        "ThrottlingException",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "KMSThrottlingException",
-    }
-)
 
 
 def make_client(options: SourceOptions) -> Any:
@@ -57,7 +47,7 @@ def call(options: SourceOptions, fn: Any, **kwargs: Any) -> Any:
             return fn(**kwargs)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in RETRYABLE or attempt >= options.max_retries:
+            if code not in RETRYABLE_KINESIS_ERRORS or attempt >= options.max_retries:
                 raise
         except BotoCoreError:
             if attempt >= options.max_retries:
