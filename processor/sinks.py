@@ -19,7 +19,7 @@ from processor.late import ThresholdStore, advance
 from processor.parse import dead_letters, valid_events
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,17 @@ def write_delta(frame: DataFrame, path: str, partition: str, writer_id: str, bat
         .option("txnAppId", writer_id)
         .option("txnVersion", batch_id)
         .save(path)
+    )
+
+
+def _table_of_row() -> Column:
+    """The table a parsed row belongs to (the same split as LakeWriter's frames)."""
+    return (
+        F.when(F.col("dead_letter_reason").isNotNull(), "dead_letters")
+        .when(F.col("event_type") == "transaction", "transactions")
+        .when(F.col("event_type") == "auth", "auth_events")
+        .otherwise("labels")
+        .alias("table")
     )
 
 
@@ -83,10 +94,11 @@ class LakeWriter:
             }
             if self.enrich_transactions is not None:
                 frames["transactions"] = self.enrich_transactions(frames["transactions"])
-            counts = {}
+            counts = dict.fromkeys(frames, 0)
+            # One job counts every table's rows; empty tables are then not written at all.
+            for row in batch.groupBy(_table_of_row()).count().collect():
+                counts[row[0]] = row[1]
             for table, frame in frames.items():
-                frame = frame.persist()
-                counts[table] = frame.count()
                 if counts[table]:
                     partition = "arrival_date" if table == "dead_letters" else "event_date"
                     write_delta(
@@ -96,7 +108,6 @@ class LakeWriter:
                         app_id(self.checkpoint_location, table),
                         batch_id,
                     )
-                frame.unpersist()
             for sink in self.extra_sinks:
                 sink(batch, batch_id)
             if self.thresholds is not None:
