@@ -1,0 +1,167 @@
+"""Per-card features: velocity, amount vs history, travel, merchants, devices, failed logins.
+
+State is a plain JSON-friendly dict, so the stream can keep it in one state value and training
+can keep one per card in memory:
+
+    tx:   [[time_ms, transaction_id, amount, merchant, country, lat, lon], ...]  by (time, id)
+    dev:  {device_id: [time_ms, transaction_id]}   first use of each device
+    fail: [[time_ms, auth_id], ...]                failed logins, sorted
+    max:  newest event time seen (drives pruning)
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from typing import Any
+
+from ml_model.features.definitions import (
+    CARD_MEAN_WINDOW,
+    CARD_RETENTION,
+    CARD_WINDOWS,
+    DAY,
+    FAILED_LOGIN_WINDOW,
+    HOUR,
+    MIN_TRAVEL_GAP,
+    RETENTION_SLACK,
+)
+from ml_model.features.events import AUTH, TRANSACTION, FeatureEvent
+
+CardState = dict[str, Any]
+Features = dict[str, float]
+
+_NAN = math.nan
+_EARTH_KM = 6371.0
+
+
+def empty_card_state() -> CardState:
+    return {"tx": [], "dev": {}, "fail": [], "max": None}
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * _EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def event_features(event: FeatureEvent) -> Features:
+    """Features of the transaction itself (UTC clock: the contract carries no local time)."""
+    hour = (event.time_ms // HOUR) % 24
+    weekday = (event.time_ms // DAY + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    return {
+        "amount": float(event.amount or 0.0),
+        "is_ecom": float(event.channel == "ecom"),
+        "is_atm": float(event.channel == "atm"),
+        "is_night": float(hour < 6),
+        "is_weekend": float(weekday >= 5),
+    }
+
+
+def card_features(state: CardState, event: FeatureEvent) -> Features:
+    """Features of a transaction from the card's events that sort before it (never itself)."""
+    t = event.time_ms
+    txs = state["tx"]
+    pos = bisect_left(txs, (t, event.event_id), key=lambda e: (e[0], e[1]))
+    counts = dict.fromkeys(CARD_WINDOWS, 0)
+    sums = dict.fromkeys(CARD_WINDOWS, 0.0)
+    mean_count, mean_sum = 0, 0.0
+    merchants: set[str] = set()
+    countries: set[str] = set()
+    for i in range(pos - 1, -1, -1):
+        entry = txs[i]
+        age = t - entry[0]
+        if age >= CARD_MEAN_WINDOW:
+            break
+        mean_count += 1
+        mean_sum += entry[2]
+        for name, width in CARD_WINDOWS.items():
+            if age < width:
+                counts[name] += 1
+                sums[name] += entry[2]
+        if age < DAY:
+            merchants.add(entry[3])
+            countries.add(entry[4])
+    features: Features = {}
+    for name in CARD_WINDOWS:
+        features[f"card_tx_count_{name}"] = float(counts[name])
+        features[f"card_tx_amount_{name}"] = round(sums[name], 6)
+    amount = float(event.amount or 0.0)
+    features["card_amount_to_mean_30d"] = (
+        amount / (mean_sum / mean_count) if mean_count and mean_sum > 0 else _NAN
+    )
+    seconds = km = kmh = _NAN
+    if pos > 0:
+        prev = txs[pos - 1]
+        gap = t - prev[0]
+        seconds = gap / 1000.0
+        if None not in (prev[5], prev[6], event.latitude, event.longitude):
+            km = haversine_km(prev[5], prev[6], event.latitude, event.longitude)  # type: ignore[arg-type]
+            kmh = km / (max(gap, MIN_TRAVEL_GAP) / HOUR)
+    features["card_seconds_since_prev"] = seconds
+    features["card_km_from_prev"] = km
+    features["card_kmh_from_prev"] = kmh
+    features["card_merchants_24h"] = float(len(merchants))
+    features["card_countries_24h"] = float(len(countries))
+    first = state["dev"].get(event.device) if event.device else None
+    seen = first is not None and (first[0], first[1]) < (t, event.event_id)
+    features["card_new_device"] = float(event.device is not None and not seen)
+    # A failed login sorts before a transaction of the same millisecond (events.event_key).
+    features["card_failed_logins_1h"] = float(
+        sum(1 for ft, _ in state["fail"] if t - FAILED_LOGIN_WINDOW < ft <= t)
+    )
+    return features
+
+
+def apply_card_event(state: CardState, event: FeatureEvent) -> None:
+    """Add an event to the card's state (after its own features were computed)."""
+    t = event.time_ms
+    if event.kind == TRANSACTION:
+        entry = [
+            t,
+            event.event_id,
+            float(event.amount or 0.0),
+            event.merchant,
+            event.country,
+            event.latitude,
+            event.longitude,
+        ]
+        insort(state["tx"], entry, key=lambda e: (e[0], e[1]))
+        if event.device:
+            first = state["dev"].get(event.device)
+            if first is None or (t, event.event_id) < (first[0], first[1]):
+                state["dev"][event.device] = [t, event.event_id]
+    elif event.kind == AUTH and event.success is False:
+        insort(state["fail"], [t, event.event_id])
+    state["max"] = t if state["max"] is None else max(state["max"], t)
+    _prune(state)
+
+
+def _prune(state: CardState) -> None:
+    newest = state["max"]
+    cut = bisect_left(state["tx"], newest - CARD_RETENTION, key=lambda e: e[0])
+    if cut:
+        del state["tx"][:cut]
+    cut = bisect_left(
+        state["fail"], newest - FAILED_LOGIN_WINDOW - RETENTION_SLACK, key=lambda e: e[0]
+    )
+    if cut:
+        del state["fail"][:cut]
+
+
+def update_card(
+    state: CardState, events: list[FeatureEvent]
+) -> tuple[CardState, list[tuple[FeatureEvent, Features]]]:
+    """(state, events) -> (state, features of each transaction). Updates `state` in place.
+
+    Events are applied in event-key order, so a batch gives the same result whatever order its
+    events arrived in; each transaction's features see only events that sort before it.
+    """
+    out: list[tuple[FeatureEvent, Features]] = []
+    for event in sorted(events, key=lambda e: e.key):
+        if state["max"] is not None and event.time_ms - state["max"] >= CARD_RETENTION:
+            state = empty_card_state()  # idle past retention: what the stream's timer evicts
+        if event.kind == TRANSACTION:
+            out.append((event, {**event_features(event), **card_features(state, event)}))
+        apply_card_event(state, event)
+    return state, out

@@ -1,0 +1,62 @@
+"""Feature names, windows and retention: the constants both the stream and training use.
+
+Windows are half-open on the past side: an earlier event counts in window W of an event at t
+when t - W < its time <= t (and it sorts before the event, see events.event_key). Terminal risk
+uses the Fraud Detection Handbook's delayed windows: transactions in [t - D - W, t - D), where D
+is the label delay, and of those only the ones confirmed as fraud by a chargeback that had
+already arrived at t.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SECOND: Final = 1_000
+MINUTE: Final = 60 * SECOND
+HOUR: Final = 60 * MINUTE
+DAY: Final = 24 * HOUR
+
+CARD_WINDOWS: Final = {"10m": 10 * MINUTE, "1h": HOUR, "24h": DAY, "7d": 7 * DAY}
+CARD_MEAN_WINDOW: Final = 30 * DAY
+FAILED_LOGIN_WINDOW: Final = HOUR
+TERMINAL_WINDOWS: Final = {"1h": HOUR, "24h": DAY}
+TERMINAL_RISK_WINDOWS: Final = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+LABEL_DELAY: Final = 7 * DAY
+# Extra history kept beyond the longest window, so that an out-of-order event up to this much
+# older than the newest one still sees its whole window (the watermark is far shorter).
+RETENTION_SLACK: Final = DAY
+CARD_RETENTION: Final = CARD_MEAN_WINDOW + RETENTION_SLACK
+TERMINAL_RETENTION: Final = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + RETENTION_SLACK
+# Fastest plausible travel (an airliner); the time gap is floored so that two swipes a few
+# seconds apart in the same city do not look like impossible travel.
+MIN_TRAVEL_GAP: Final = MINUTE
+
+EVENT_FEATURES: Final = ("amount", "is_ecom", "is_atm", "is_night", "is_weekend")
+CARD_FEATURES: Final = (
+    *(f"card_tx_{what}_{name}" for name in CARD_WINDOWS for what in ("count", "amount")),
+    "card_amount_to_mean_30d",
+    "card_seconds_since_prev",
+    "card_km_from_prev",
+    "card_kmh_from_prev",
+    "card_merchants_24h",
+    "card_countries_24h",
+    "card_new_device",
+    "card_failed_logins_1h",
+)
+TERMINAL_FEATURES: Final = (
+    *(f"terminal_tx_count_{name}" for name in TERMINAL_WINDOWS),
+    *(f"terminal_cards_{name}" for name in TERMINAL_WINDOWS),
+    *(f"terminal_risk_{name}" for name in TERMINAL_RISK_WINDOWS),
+)
+# The card entity computes the event's own features too; the order here is the model's order.
+CARD_PART: Final = (*EVENT_FEATURES, *CARD_FEATURES)
+FEATURE_NAMES: Final = (*CARD_PART, *TERMINAL_FEATURES)
+
+CARD: Final = "card"
+TERMINAL: Final = "terminal"
+# Which entities' state an event updates; a transaction gets features from both.
+ENTITIES_OF: Final = {
+    "transaction": (CARD, TERMINAL),
+    "auth": (CARD,),
+    "chargeback": (TERMINAL,),
+}
