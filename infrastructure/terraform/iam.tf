@@ -1,0 +1,201 @@
+# IRSA: one role for the producer, one for the processor (its Spark driver and executors).
+# Each policy lists the calls the code makes, on the ARNs of this stack only.
+
+locals {
+  producer_subjects  = ["system:serviceaccount:${var.k8s_namespace}:${var.producer_service_account}"]
+  processor_subjects = [for account in var.processor_service_accounts : "system:serviceaccount:${var.k8s_namespace}:${account}"]
+  # Prefixes the processor reads and writes, and the one it only reads.
+  processor_rw_prefixes = ["lake", "checkpoints"]
+  processor_ro_prefixes = ["models"]
+  # s3a probes the prefix itself (HEAD "lake") as well as the keys under it.
+  processor_rw_objects    = flatten([for p in local.processor_rw_prefixes : ["${aws_s3_bucket.lake.arn}/${p}", "${aws_s3_bucket.lake.arn}/${p}/*"]])
+  processor_ro_objects    = flatten([for p in local.processor_ro_prefixes : ["${aws_s3_bucket.lake.arn}/${p}", "${aws_s3_bucket.lake.arn}/${p}/*"]])
+  processor_list_prefixes = flatten([for p in concat(local.processor_rw_prefixes, local.processor_ro_prefixes) : [p, "${p}/*"]])
+  # SageMaker endpoint ARNs use the lower-cased endpoint name.
+  sagemaker_endpoint_arns = var.sagemaker_endpoint_name == null ? [] : ["arn:${local.partition}:sagemaker:${var.aws_region}:${local.account_id}:endpoint/${lower(var.sagemaker_endpoint_name)}"]
+}
+
+data "aws_iam_policy_document" "producer_trust" {
+  statement {
+    sid     = "ProducerServiceAccount"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = local.producer_subjects
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "processor_trust" {
+  statement {
+    sid     = "ProcessorServiceAccounts"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = local.processor_subjects
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+# producer/sinks.py checks the stream (DescribeStreamSummary); producer/kinesis_writer.py sends
+# with PutRecords. Records are encrypted with the stream's key, which needs GenerateDataKey.
+data "aws_iam_policy_document" "producer" {
+  statement {
+    sid       = "PutToTheStream"
+    actions   = ["kinesis:DescribeStreamSummary", "kinesis:PutRecords"]
+    resources = [aws_kinesis_stream.transactions.arn]
+  }
+
+  statement {
+    sid       = "EncryptRecordsThroughKinesis"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [aws_kms_key.stream.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["kinesis.${var.aws_region}.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "processor" {
+  # processor/kinesis_source: ListShards, GetShardIterator, GetRecords.
+  statement {
+    sid     = "ReadTheStream"
+    actions = [
+      "kinesis:DescribeStreamSummary",
+      "kinesis:GetRecords",
+      "kinesis:GetShardIterator",
+      "kinesis:ListShards",
+    ]
+    resources = [aws_kinesis_stream.transactions.arn]
+  }
+
+  statement {
+    sid       = "DecryptRecordsThroughKinesis"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.stream.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["kinesis.${var.aws_region}.amazonaws.com"]
+    }
+  }
+
+  # Alerts are idempotent puts keyed by transaction_id.
+  statement {
+    sid       = "WriteAlerts"
+    actions   = ["dynamodb:BatchWriteItem", "dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.alerts.arn]
+  }
+
+  statement {
+    sid       = "ListOwnPrefixes"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.processor_list_prefixes
+    }
+  }
+
+  # Delta tables and checkpoints through s3a (multipart uploads included), and the
+  # late-event threshold file beside the checkpoint through boto3.
+  statement {
+    sid     = "ReadWriteLakeAndCheckpoints"
+    actions = [
+      "s3:AbortMultipartUpload",
+      "s3:DeleteObject",
+      "s3:GetObject",
+      "s3:ListMultipartUploadParts",
+      "s3:PutObject",
+    ]
+    resources = local.processor_rw_objects
+  }
+
+  # The processor loads models; training writes them (docs/deploy.md).
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = local.processor_ro_objects
+  }
+
+  # The bucket and the alerts table are encrypted with the data key.
+  statement {
+    sid       = "UseTheDataKeyThroughS3AndDynamoDb"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.aws_region}.amazonaws.com", "dynamodb.${var.aws_region}.amazonaws.com"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.sagemaker_endpoint_arns) == 0 ? [] : [1]
+
+    content {
+      sid       = "InvokeTheScoringEndpoint"
+      actions   = ["sagemaker:InvokeEndpoint"]
+      resources = local.sagemaker_endpoint_arns
+    }
+  }
+}
+
+resource "aws_iam_role" "producer" {
+  name                 = "${var.name_prefix}-producer"
+  description          = "IRSA role of the fraud producer (${var.k8s_namespace}/${var.producer_service_account})"
+  assume_role_policy   = data.aws_iam_policy_document.producer_trust.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "producer" {
+  name   = "put-to-${var.stream_name}"
+  role   = aws_iam_role.producer.id
+  policy = data.aws_iam_policy_document.producer.json
+}
+
+resource "aws_iam_role" "processor" {
+  name                 = "${var.name_prefix}-processor"
+  description          = "IRSA role of the fraud processor's Spark driver and executors"
+  assume_role_policy   = data.aws_iam_policy_document.processor_trust.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "processor" {
+  name   = "process-${var.stream_name}"
+  role   = aws_iam_role.processor.id
+  policy = data.aws_iam_policy_document.processor.json
+}
