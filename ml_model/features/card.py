@@ -50,11 +50,11 @@ def event_features(event: FeatureEvent) -> Features:
     hour = (event.time_ms // HOUR) % 24
     weekday = (event.time_ms // DAY + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     return {
-        "amount": float(event.amount or 0.0),
-        "is_ecom": float(event.channel == "ecom"),
-        "is_atm": float(event.channel == "atm"),
-        "is_night": float(hour < 6),
-        "is_weekend": float(weekday >= 5),
+        "tx_amount": float(event.amount or 0.0),
+        "tx_is_ecom": float(event.channel == "ecom"),
+        "tx_is_atm": float(event.channel == "atm"),
+        "tx_is_night": float(hour < 6),
+        "tx_is_weekend": float(weekday >= 5),
     }
 
 

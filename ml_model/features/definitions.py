@@ -31,7 +31,7 @@ TERMINAL_RETENTION: Final = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + 
 # seconds apart in the same city do not look like impossible travel.
 MIN_TRAVEL_GAP: Final = MINUTE
 
-EVENT_FEATURES: Final = ("amount", "is_ecom", "is_atm", "is_night", "is_weekend")
+EVENT_FEATURES: Final = ("tx_amount", "tx_is_ecom", "tx_is_atm", "tx_is_night", "tx_is_weekend")
 CARD_FEATURES: Final = (
     *(f"card_tx_{what}_{name}" for name in CARD_WINDOWS for what in ("count", "amount")),
     "card_amount_to_mean_30d",

@@ -1,0 +1,148 @@
+"""Training history: events in the processor's parsed-row columns, from three sources.
+
+- generated: the producer's generator (labels included), for `make demo` and tests;
+- a JSONL file in the event contract's format (`producer.main --sink file` writes one);
+- the Delta lake the processor writes (transactions, auth_events, labels tables).
+
+Card numbers are replaced by a one-way id as soon as an event is read; training needs only a
+stable id per card, never the PAN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from config.exceptions import ContractError
+from producer.contract import ID_FIELD, parse_event_time, parse_payload
+from producer.generator import GeneratorOptions, TransactionGenerator
+
+logger = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (
+    "event_type",
+    "event_time",
+    "transaction_id",
+    "auth_id",
+    "chargeback_id",
+    "card_token",
+    "terminal_id",
+    "amount",
+    "merchant_id",
+    "merchant_country",
+    "latitude",
+    "longitude",
+    "channel",
+    "device_id",
+    "success",
+    "transaction_time",
+    "confirmed_fraud",
+    "label_is_fraud",
+    "label_fraud_scenario",
+)
+_LAKE_TABLES = ("transactions", "auth_events", "labels")
+
+
+def card_id(pan: str) -> str:
+    return "pan_" + hashlib.sha256(pan.encode()).hexdigest()[:24]
+
+
+def _row(event: dict[str, Any]) -> dict[str, Any]:
+    label = event.get("label") or {}
+    pan = event.get("card_number")
+    row = {name: event.get(name) for name in HISTORY_COLUMNS}
+    row["card_token"] = card_id(pan) if pan else None
+    row["event_time"] = parse_event_time(event["event_time"])
+    if event.get("transaction_time"):
+        row["transaction_time"] = parse_event_time(event["transaction_time"])
+    row["label_is_fraud"] = label.get("is_fraud")
+    row["label_fraud_scenario"] = label.get("fraud_scenario")
+    return row
+
+
+def _frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(list(rows), columns=list(HISTORY_COLUMNS))
+    for column in ("event_time", "transaction_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame.sort_values("event_time", kind="stable", ignore_index=True)
+
+
+def generated_history(options: GeneratorOptions) -> pd.DataFrame:
+    """The generator's events (anomalies off: training reads clean, labelled history)."""
+    generator = TransactionGenerator(options.with_changes(anomaly_rate=0.0))
+    return _frame(_row(json.loads(record.data)) for record in generator.records())
+
+
+def _jsonl_events(path: Path) -> Iterator[dict[str, Any]]:
+    bad = 0
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            event, problem = parse_payload(line)
+            if problem is not None or event is None:
+                bad += 1
+                if bad <= 5:
+                    logger.warning("%s line %d skipped: %s", path, number, problem)
+                continue
+            yield event
+    if bad:
+        logger.warning("%s: %d invalid lines skipped", path, bad)
+
+
+def jsonl_history(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise ContractError(f"--history {path}: no such file")
+    frame = _frame(_row(event) for event in _jsonl_events(path))
+    if frame.empty:
+        raise ContractError(f"--history {path}: no valid events in the file")
+    return frame
+
+
+def delta_history(lake_path: str) -> pd.DataFrame:
+    """The processor's lake tables (already tokenised) as one history frame."""
+    from pyspark.sql import functions as F
+
+    from config.settings import load_config
+    from processor.spark_session import build_spark
+
+    spark = build_spark(load_config(), app_name="fraud-training-history")
+    frames = []
+    for table in _LAKE_TABLES:
+        df = spark.read.format("delta").load(f"{lake_path.rstrip('/')}/{table}")
+        columns = [
+            F.col(name) if name in df.columns else F.lit(None).alias(name)
+            for name in HISTORY_COLUMNS
+        ]
+        frames.append(df.select(*columns).toPandas())
+    history = pd.concat(frames, ignore_index=True)
+    for column in ("event_time", "transaction_time"):
+        history[column] = pd.to_datetime(history[column], utc=True)
+    return history.sort_values("event_time", kind="stable", ignore_index=True)
+
+
+def load_history(source: str | None, options: GeneratorOptions) -> tuple[pd.DataFrame, str]:
+    """(history, description): generated when `source` is None, else a JSONL file or a lake."""
+    if source is None:
+        return generated_history(options), f"generated (seed {options.seed})"
+    path = Path(source)
+    if source.startswith(("s3://", "s3a://")) or (
+        path.is_dir() and (path / _LAKE_TABLES[0]).exists()
+    ):
+        return delta_history(source), f"Delta lake {source}"
+    return jsonl_history(path), f"JSONL {source}"
+
+
+def event_ids(frame: pd.DataFrame) -> pd.Series:
+    """The contract's id of each row (transaction_id, auth_id or chargeback_id)."""
+    ids = pd.Series(index=frame.index, dtype=object)
+    for kind, column in ID_FIELD.items():
+        mask = frame["event_type"] == kind
+        ids[mask] = frame.loc[mask, column]
+    return ids

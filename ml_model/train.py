@@ -1,0 +1,223 @@
+"""Train the fraud model on history with the stream's own feature code.
+
+    python -m ml_model.train [--history PATH] [--output PATH] [--threshold-policy alert_rate=0.01]
+
+Without --history it generates labelled history with the producer's generator. Features come
+from ml_model.features (the module the stream runs); the split is by time: warm-up days (state
+still filling) are dropped, then train, a gap (labels of the last training days would not have
+arrived yet in production), validation (where the threshold is chosen by the stated policy) and
+test (where every metric is measured, for the model and for an amount-only baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from config.exceptions import FraudPipelineError, ModelError
+from config.settings import Settings, load_config
+from ml_model.artifacts import ModelCard, write_artifacts
+from ml_model.evaluation import evaluate, format_comparison
+from ml_model.features import FEATURE_NAMES, compute_features, from_row
+from ml_model.history import load_history
+from ml_model.threshold import ThresholdPolicy, choose_threshold, parse_policy
+from producer.generator import GeneratorOptions
+from producer.generator.options import DEFAULT_START_TIME_MS
+
+logger = logging.getLogger("ml_model.train")
+
+DEFAULT_POLICY = "alert_rate=0.01"
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Split:
+    warmup_days: int = 7
+    gap_days: int = 2
+    validation_days: int = 5
+    test_days: int = 7
+
+
+def training_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per transaction: features (shared module) + label, card, time, scenario."""
+    events = [from_row(row) for row in history.to_dict("records")]
+    features = compute_features(events)
+    tx = history[history["event_type"] == "transaction"].drop_duplicates("transaction_id")
+    labels = tx[
+        ["transaction_id", "card_token", "event_time", "label_is_fraud", "label_fraud_scenario"]
+    ].rename(columns={"card_token": "card", "label_fraud_scenario": "fraud_scenario"})
+    frame = features.merge(labels, on="transaction_id", how="inner", validate="one_to_one")
+    frame["is_fraud"] = frame.pop("label_is_fraud").fillna(False).astype(bool)
+    return frame.sort_values(["event_time", "transaction_id"], ignore_index=True)
+
+
+def split_by_time(frame: pd.DataFrame, split: Split) -> dict[str, pd.DataFrame]:
+    """Contiguous day ranges, oldest first; the test period is the last `test_days`."""
+    days = frame["event_time"].dt.floor("D")
+    first, last = days.min(), days.max()
+    test_start = last - (split.test_days - 1) * DAY
+    validation_start = test_start - split.validation_days * DAY
+    train_end = validation_start - split.gap_days * DAY
+    train_start = first + split.warmup_days * DAY
+    if train_end <= train_start:
+        span = (last - first).days + 1
+        need = sum(vars(split).values()) + 1
+        raise ModelError(f"history spans {span} days; the split needs at least {need} (--days)")
+    parts = {
+        "train": frame[(days >= train_start) & (days < train_end)],
+        "validation": frame[(days >= validation_start) & (days < test_start)],
+        "test": frame[days >= test_start],
+    }
+    for name, part in parts.items():
+        if not part["is_fraud"].any():
+            raise ModelError(f"the {name} period has no fraud: generate more history (--days)")
+    return {name: part.reset_index(drop=True) for name, part in parts.items()}
+
+
+def window(part: pd.DataFrame) -> dict[str, str]:
+    return {
+        "start": part["event_time"].min().isoformat(),
+        "end": part["event_time"].max().isoformat(),
+    }
+
+
+def fit(train: pd.DataFrame, seed: int) -> HistGradientBoostingClassifier:
+    model = HistGradientBoostingClassifier(
+        max_iter=300,
+        learning_rate=0.08,
+        max_leaf_nodes=31,
+        l2_regularization=1.0,
+        class_weight="balanced",
+        early_stopping=False,
+        random_state=seed,
+    )
+    model.fit(train[list(FEATURE_NAMES)].to_numpy(dtype=float), train["is_fraud"].to_numpy())
+    return model
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def scored(part: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    return part[["is_fraud", "fraud_scenario", "card", "event_time"]].assign(score=scores)
+
+
+def train(
+    history: pd.DataFrame,
+    policy: ThresholdPolicy,
+    review_band: float,
+    split: Split = Split(),
+    seed: int = 0,
+) -> tuple[HistGradientBoostingClassifier, ModelCard, str]:
+    """(model, card, printable comparison) from a history frame."""
+    frame = training_frame(history)
+    parts = split_by_time(frame, split)
+    model = fit(parts["train"], seed)
+
+    def model_scores(part: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict_proba(part[list(FEATURE_NAMES)].to_numpy(float))[:, 1])
+
+    validation, test = parts["validation"], parts["test"]
+    threshold = choose_threshold(model_scores(validation), validation["is_fraud"], policy)
+    baseline_threshold = choose_threshold(
+        validation["tx_amount"].to_numpy(), validation["is_fraud"], policy
+    )
+    metrics = evaluate(scored(test, model_scores(test)), threshold)
+    baseline = evaluate(scored(test, test["tx_amount"].to_numpy()), baseline_threshold)
+    baseline["rule"] = f"amount >= {baseline_threshold:.2f}"
+    genuine = parts["train"][~parts["train"]["is_fraud"]]
+    reference = {
+        name: float(genuine[name].median()) if genuine[name].notna().any() else float("nan")
+        for name in FEATURE_NAMES
+    }
+    card = ModelCard(
+        version=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        model_type="sklearn.ensemble.HistGradientBoostingClassifier",
+        feature_names=list(FEATURE_NAMES),
+        threshold=float(threshold),
+        threshold_policy=policy.as_option(),
+        review_threshold=float(threshold) * review_band,
+        training_window=window(parts["train"]),
+        test_window=window(test),
+        data_hash=data_hash(frame),
+        reference_values=reference,
+        metrics={**metrics, "validation_period": window(validation)},
+        baseline_metrics=baseline,
+        library_versions={lib: version(lib) for lib in ("scikit-learn", "numpy", "pandas")},
+    )
+    report = format_comparison(metrics, baseline)
+    return model, card, report
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_model.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--profile", default=None, help="config profile (default: local)")
+    parser.add_argument("--history", default=None, help="JSONL events file or Delta lake path")
+    parser.add_argument("--output", default=None, help="model folder or s3:// prefix")
+    parser.add_argument("--threshold-policy", default=DEFAULT_POLICY, type=parse_policy)
+    parser.add_argument("--days", type=int, default=35, help="days of generated history")
+    parser.add_argument("--customers", type=int, default=1_500)
+    parser.add_argument("--terminals", type=int, default=600)
+    parser.add_argument("--fraud-rate", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=1234, help="generator and model seed")
+    parser.add_argument("--warmup-days", type=int, default=Split.warmup_days)
+    parser.add_argument("--gap-days", type=int, default=Split.gap_days)
+    parser.add_argument("--validation-days", type=int, default=Split.validation_days)
+    parser.add_argument("--test-days", type=int, default=Split.test_days)
+    return parser.parse_args(argv)
+
+
+def generator_options(args: argparse.Namespace) -> GeneratorOptions:
+    """History that ends where the stream's default generator starts (2026-01-01)."""
+    per_day = args.customers * GeneratorOptions.transactions_per_customer_day
+    return GeneratorOptions(
+        seed=args.seed,
+        num_transactions=int(per_day * args.days),
+        start_time_ms=DEFAULT_START_TIME_MS - args.days * 86_400_000,
+        fraud_rate=args.fraud_rate,
+        num_customers=args.customers,
+        num_terminals=args.terminals,
+    )
+
+
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        settings = settings or load_config(args.profile)
+        history, source = load_history(args.history, generator_options(args))
+        print(f"history: {source}, {len(history):,} events", flush=True)
+        split = Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
+        model, card, report = train(
+            history, args.threshold_policy, settings.model.review_band, split, args.seed
+        )
+        output = args.output or settings.model.path
+        write_artifacts(output, model, card, settings.aws)
+    except FraudPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"policy: {args.threshold_policy.describe()} -> threshold {card.threshold:.4f}")
+    print(report)
+    print(f"model {card.version} written to {output} (model.joblib, model_card.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
