@@ -25,7 +25,9 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.exceptions import FraudPipelineError
+from ml_model.features import FEATURE_NAMES
 from processor.cli import parse_args, settings_from_args
+from processor.features import merge_feature_parts, with_features
 from processor.kinesis_source import register
 from processor.late import ThresholdStore, delay_ms
 from processor.metrics import ProgressMetrics
@@ -85,6 +87,8 @@ def lake_writer(settings: Settings) -> LakeWriter:
     return LakeWriter(
         settings.processor.lake_path,
         settings.processor.checkpoint_location,
+        prepare=merge_feature_parts,
+        transaction_columns=FEATURE_NAMES,
         thresholds=threshold_store(settings),
         watermark_delay_ms=delay_ms(settings.processor.watermark),
     )
@@ -92,8 +96,10 @@ def lake_writer(settings: Settings) -> LakeWriter:
 
 def transform(records: DataFrame, settings: Settings) -> DataFrame:
     key_env = settings.processor.tokenization_key_env
-    return records.transform(parse_records, key_env, threshold_store(settings)).transform(
-        deduplicate, settings.processor.watermark
+    return (
+        records.transform(parse_records, key_env, threshold_store(settings))
+        .transform(deduplicate, settings.processor.watermark)
+        .transform(with_features, settings.processor.state_api)
     )
 
 

@@ -210,11 +210,12 @@ def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
     )
 
 
-def valid_events(parsed: DataFrame) -> DataFrame:
+def valid_events(parsed: DataFrame, extra: tuple[str, ...] = ()) -> DataFrame:
+    """Valid events in EVENT_SCHEMA's columns (plus `extra` ones, e.g. features)."""
     return (
         parsed.where(F.col("dead_letter_reason").isNull())
         .withColumn("event_date", F.to_date("event_time"))
-        .select(*EVENT_SCHEMA.fieldNames())
+        .select(*EVENT_SCHEMA.fieldNames(), *extra)
     )
 
 

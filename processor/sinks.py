@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from processor.late import ThresholdStore, advance
-from processor.parse import dead_letters, valid_events
+from processor.parse import EVENT_SCHEMA, dead_letters, valid_events
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -70,30 +70,45 @@ class BatchCounts:
 
 @dataclass
 class LakeWriter:
-    """The foreachBatch function: splits a parsed batch into the lake's tables."""
+    """The foreachBatch function: splits a batch into the lake's tables, scores transactions.
+
+    With features on, a batch holds the stateful operator's output: `prepare` merges it back
+    into one row per event, the transactions table keeps `transaction_columns` (features) and
+    `score` adds the score columns; `transaction_sinks` (the DynamoDB alerts) then get the very
+    rows the transactions table got, scored once.
+    """
 
     lake_path: str
     checkpoint_location: str
-    extra_sinks: list[BatchSink] = field(default_factory=list)
     stats: BatchCounts = field(default_factory=BatchCounts)
-    # Optional step between parsing and the transactions table (issue 4 adds scoring here).
-    enrich_transactions: Callable[[DataFrame], DataFrame] | None = None
+    prepare: Callable[[DataFrame], DataFrame] | None = None
+    transaction_columns: tuple[str, ...] = ()
+    score: Callable[[DataFrame], DataFrame] | None = None
+    transaction_sinks: list[BatchSink] = field(default_factory=list)
     # Where the next batch's late threshold is recorded (processor/late.py); None: not tracked.
     thresholds: ThresholdStore | None = None
     watermark_delay_ms: int = 0
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        raw: DataFrame | None = None
+        if self.prepare is not None:
+            # The operator's output feeds several actions: compute it (and its state) once.
+            raw = batch.persist()
+            batch = self.prepare(raw)
         batch = batch.persist()
+        transactions: DataFrame | None = None
         try:
-            events = valid_events(batch)
+            events = valid_events(batch, self.transaction_columns)
+            plain = events.select(*EVENT_SCHEMA.fieldNames())
+            transactions = events.where(F.col("event_type") == "transaction")
+            if self.score is not None:
+                transactions = self.score(transactions).persist()
             frames = {
-                "transactions": events.where(F.col("event_type") == "transaction"),
-                "auth_events": events.where(F.col("event_type") == "auth"),
-                "labels": events.where(F.col("event_type") == "chargeback"),
+                "transactions": transactions,
+                "auth_events": plain.where(F.col("event_type") == "auth"),
+                "labels": plain.where(F.col("event_type") == "chargeback"),
                 "dead_letters": dead_letters(batch),
             }
-            if self.enrich_transactions is not None:
-                frames["transactions"] = self.enrich_transactions(frames["transactions"])
             counts = dict.fromkeys(frames, 0)
             # One job counts every table's rows; empty tables are then not written at all.
             for row in batch.groupBy(_table_of_row()).count().collect():
@@ -108,15 +123,20 @@ class LakeWriter:
                         app_id(self.checkpoint_location, table),
                         batch_id,
                     )
-            for sink in self.extra_sinks:
-                sink(batch, batch_id)
+            if counts["transactions"]:
+                for sink in self.transaction_sinks:
+                    sink(transactions, batch_id)
             if self.thresholds is not None:
                 largest = batch.agg(F.max(F.unix_millis("watermark_time")).alias("m")).first()
                 if largest is not None and largest["m"] is not None:
                     state = advance(self.thresholds.read(), largest["m"], self.watermark_delay_ms)
                     self.thresholds.write(state)
         finally:
+            if self.score is not None and transactions is not None:
+                transactions.unpersist()
             batch.unpersist()
+            if raw is not None:
+                raw.unpersist()
         self.stats.batch_id = batch_id
         self.stats.counts = counts
         for table, count in counts.items():

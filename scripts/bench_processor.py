@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000, help="transactions to pre-load")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--modes", default="handoff,reread")
+    parser.add_argument(
+        "--state-apis",
+        default="group_state",
+        help="feature operators to compare: group_state (applyInPandasWithState), "
+        "pandas (transformWithStateInPandas), row (transformWithState)",
+    )
+    parser.add_argument("--customers", type=int, default=200_000)
     args = parser.parse_args(argv)
     os.environ.setdefault("CARD_TOKEN_KEY", "benchmark-only-tokenisation-key")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             # Many customers: dense event time, like a real stream's.
             generator = TransactionGenerator(
-                GeneratorOptions(seed=9, num_transactions=args.events, num_customers=200_000)
+                GeneratorOptions(seed=9, num_transactions=args.events, num_customers=args.customers)
             )
             writer = KinesisWriter(client, "bench-processor", SendStats(), root / "failed.jsonl")
             writer.put(generator.records())
@@ -73,12 +80,15 @@ def main(argv: list[str] | None = None) -> int:
                 extra={"spark.driver.host": "127.0.0.1"},
             )
             spark.sparkContext.setLogLevel("ERROR")
-            for mode in args.modes.split(","):
-                fetch_log = root / f"fetch-{mode}.jsonl"
+            runs = [(m, a) for m in args.modes.split(",") for a in args.state_apis.split(",")]
+            for mode, api in runs:
+                name = f"{mode}/{api}"
+                fetch_log = root / f"fetch-{mode}-{api}.jsonl"
                 run = settings.with_overrides(
                     processor={
-                        "lake_path": str(root / mode / "lake"),
-                        "checkpoint_location": str(root / mode / "checkpoint"),
+                        "lake_path": str(root / mode / api / "lake"),
+                        "checkpoint_location": str(root / mode / api / "checkpoint"),
+                        "state_api": api,
                     }
                 )
                 extra = {"readMode": mode, "fetchLogPath": str(fetch_log)}
@@ -88,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
                 query.awaitTermination()
                 elapsed = time.perf_counter() - began
                 assert query.exception() is None, query.exception()
+                for progress in query.recentProgress:
+                    print("  batch", progress["batchId"], progress["durationMs"], flush=True)
                 delivered = sum(lake.stats.totals.values())
                 fetched = sum(
                     json.loads(line)["fetched"] for line in fetch_log.read_text().splitlines()
                 )
-                results[mode] = {
+                results[name] = {
                     "records_delivered": delivered,
                     "records_fetched": fetched,
                     "read_amplification": round(fetched / max(delivered, 1), 3),
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     "events_per_s": round(delivered / elapsed),
                     "tables": lake.stats.totals,
                 }
-                print(mode, json.dumps(results[mode]), flush=True)
+                print(name, json.dumps(results[name]), flush=True)
             spark.stop()
         finally:
             stop(emulator)
