@@ -374,9 +374,8 @@ class SageMakerScorer:
             version, _, _ = self._invoke(self._body([]), 0, self.max_attempts)
         except _CallFailed as failure:
             if failure.client_error:
-                raise ModelError(f"{self.name} rejects this pipeline's requests: {failure}") from (
-                    failure
-                )
+                message = f"{self.name} rejects this pipeline's requests: {failure}"
+                raise ModelError(message) from failure
             raise ScorerUnavailableError(
                 f"{self.name} is unavailable after {self.max_attempts} attempts "
                 f"(option 'sagemaker_max_attempts'): {failure}"

@@ -60,12 +60,16 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, address: tuple[str, int], scorer: LocalScorer, endpoint_name: str | None
+        self,
+        address: tuple[str, int],
+        scorer: LocalScorer,
+        endpoint_name: str | None,
+        faults: Faults,
     ) -> None:
         super().__init__(address, _Handler)
         self.scorer = scorer
         self.endpoint_name = endpoint_name
-        self.faults = Faults()
+        self.faults = faults
         self.stopping = threading.Event()
         self.invocations = 0
         self.lock = threading.Lock()
@@ -198,12 +202,14 @@ class LocalEndpoint:
         """Listen (again on the same port after a stop) and serve on a daemon thread."""
         if self._server is not None:
             return self
-        server = _Server((self.host, self.port), self.scorer, self.endpoint_name)
-        server.faults = self.faults
+        server = _Server((self.host, self.port), self.scorer, self.endpoint_name, self.faults)
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"sagemaker-local-{self.port}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() returns within one interval
+            name=f"sagemaker-local-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         logger.info("local SageMaker endpoint serving %s on %s", self.scorer.card.version, self.url)
