@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -143,16 +144,22 @@ def aws_for(url: str) -> AwsSettings:
     )
 
 
-def scorer_for(endpoint: LocalEndpoint, card: ModelCard, **options: object) -> SageMakerScorer:
+def scorer_for(endpoint: LocalEndpoint, card: ModelCard, **options: Any) -> SageMakerScorer:
     """A scorer with a unique endpoint name: breakers are per endpoint and per process."""
     name = f"fraud-{uuid.uuid4().hex[:8]}"
-    return SageMakerScorer(name, aws_for(endpoint.url), card, backoff_s=0.01, **options)  # type: ignore[arg-type]
+    return SageMakerScorer(name, aws_for(endpoint.url), card, backoff_s=0.01, **options)
 
 
 def request_body(rows: pd.DataFrame, names: list[str] | None = None) -> str:
     names = names or NAMES
     values = [[None if pd.isna(v) else float(v) for v in row] for row in rows[names].to_numpy()]
     return json.dumps({"features": names, "instances": values})
+
+
+def member(tar: tarfile.TarFile, name: str) -> bytes:
+    handle = tar.extractfile(name)
+    assert handle is not None, name
+    return handle.read()
 
 
 def assert_unavailable(scored: pd.DataFrame, card: ModelCard) -> None:
@@ -527,8 +534,8 @@ def test_package_model_is_deterministic_and_complete(model_dir: str) -> None:
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         names = tar.getnames()
         assert {"model.joblib", "model_card.json", "code/inference.py"} <= set(names)
-        assert tar.extractfile("model.joblib").read() == blob  # type: ignore[union-attr]
-        card_json = tar.extractfile("model_card.json").read()  # type: ignore[union-attr]
+        assert member(tar, "model.joblib") == blob
+        card_json = member(tar, "model_card.json")
     assert ModelCard.from_json(card_json.decode(), "archive") == card
     assert names == sorted(names)
     assert all(member.mtime == 0 for member in tarfile.open(fileobj=io.BytesIO(archive)))
