@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from config.exceptions import ConfigError
 
@@ -68,6 +68,7 @@ class KinesisSettings(_Section):
 
 class DynamoDbSettings(_Section):
     alerts_table: str = Field(pattern=r"^[a-zA-Z0-9_.-]{3,255}$")
+    alert_ttl_days: int = Field(default=90, ge=1)  # the table's TTL attribute `expires_at`
 
 
 class S3Settings(_Section):
@@ -112,6 +113,16 @@ class ModelSettings(_Section):
     review_band: float = Field(gt=0, le=1)
     scorer: Literal["local", "sagemaker"]
     sagemaker_endpoint: str | None = None
+    sagemaker_timeout_s: float = Field(default=2.0, gt=0)
+    sagemaker_max_attempts: int = Field(default=3, ge=1, le=10)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _endpoint_for_sagemaker(self) -> ModelSettings:
+        if self.scorer == "sagemaker" and not self.sagemaker_endpoint:
+            raise ValueError("sagemaker_endpoint is required when scorer is 'sagemaker'")
+        return self
 
 
 class Settings(_Section):

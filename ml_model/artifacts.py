@@ -95,7 +95,7 @@ def write_artifacts(path: str, model: Any, card: ModelCard, aws: AwsSettings | N
         tmp.replace(folder / name)
 
 
-def _read(path: str, name: str, aws: AwsSettings | None) -> bytes:
+def read_artifact(path: str, name: str, aws: AwsSettings | None = None) -> bytes:
     if _is_s3(path):
         bucket, prefix = _split_s3(path)
         key = f"{prefix}/{name}".lstrip("/")
@@ -114,17 +114,17 @@ def _read(path: str, name: str, aws: AwsSettings | None) -> bytes:
 
 def artifacts_exist(path: str, aws: AwsSettings | None = None) -> bool:
     try:
-        _read(path, CARD_FILE, aws)
+        read_artifact(path, CARD_FILE, aws)
     except ModelError:
         return False
     return True
 
 
 def read_card(path: str, aws: AwsSettings | None = None) -> ModelCard:
-    return ModelCard.from_json(_read(path, CARD_FILE, aws).decode(), f"{path}/{CARD_FILE}")
+    return ModelCard.from_json(read_artifact(path, CARD_FILE, aws).decode(), f"{path}/{CARD_FILE}")
 
 
 def read_model(path: str, aws: AwsSettings | None = None) -> tuple[Any, ModelCard]:
     card = read_card(path, aws)
-    model = joblib.load(io.BytesIO(_read(path, MODEL_FILE, aws)))
+    model = joblib.load(io.BytesIO(read_artifact(path, MODEL_FILE, aws)))
     return model, card

@@ -92,12 +92,15 @@ def window(part: pd.DataFrame) -> dict[str, str]:
 
 
 def fit(train: pd.DataFrame, seed: int) -> HistGradientBoostingClassifier:
+    # Fraud weighs 10x: enough to learn the rare class, not so much that scores saturate at
+    # 1.0, where ties would leave the threshold policy nothing to choose between.
     model = HistGradientBoostingClassifier(
-        max_iter=300,
-        learning_rate=0.08,
+        max_iter=150,
+        learning_rate=0.05,
         max_leaf_nodes=31,
+        min_samples_leaf=40,
         l2_regularization=1.0,
-        class_weight="balanced",
+        class_weight={False: 1.0, True: 10.0},
         early_stopping=False,
         random_state=seed,
     )

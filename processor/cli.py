@@ -30,6 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-port", type=int, default=None, help="0 disables Prometheus")
     parser.add_argument("--stream-name", default=None)
     parser.add_argument("--endpoint-url", default=None)
+    parser.add_argument("--model-path", default=None, help="model folder or s3:// prefix")
+    parser.add_argument("--scorer", choices=("local", "sagemaker"), default=None)
+    parser.add_argument(
+        "--endpoint-name", default=None, help="SageMaker endpoint (--scorer sagemaker)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="override the card's threshold"
+    )
+    parser.add_argument("--state-api", choices=("pandas", "row", "group_state"), default=None)
     parser.add_argument(
         "--source-option",
         type=_key_value,
@@ -56,9 +65,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "max_records_per_shard": args.max_records_per_shard,
             "watermark": args.watermark,
             "metrics_port": args.metrics_port,
+            "state_api": args.state_api,
+        }.items()
+        if value is not None
+    }
+    model = {
+        name: value
+        for name, value in {
+            "path": args.model_path,
+            "scorer": args.scorer,
+            "sagemaker_endpoint": args.endpoint_name,
+            "threshold": args.threshold,
         }.items()
         if value is not None
     }
     aws = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
     kinesis = {"stream_name": args.stream_name} if args.stream_name else {}
-    return settings.with_overrides(processor=processor, aws=aws, kinesis=kinesis)
+    return settings.with_overrides(processor=processor, aws=aws, kinesis=kinesis, model=model)

@@ -26,12 +26,14 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
 
 from config.exceptions import FraudPipelineError
 from ml_model.features import FEATURE_NAMES
+from processor.alerts import AlertWriter
 from processor.cli import parse_args, settings_from_args
 from processor.features import merge_feature_parts, with_features
 from processor.kinesis_source import register
 from processor.late import ThresholdStore, delay_ms
 from processor.metrics import ProgressMetrics
 from processor.parse import deduplicate, parse_records
+from processor.scoring import FrameScorer, frame_scorer, score_on_batches
 from processor.sinks import LakeWriter
 from processor.spark_session import build_spark
 
@@ -82,16 +84,27 @@ def threshold_store(settings: Settings) -> ThresholdStore:
     )
 
 
-def lake_writer(settings: Settings) -> LakeWriter:
-    """The foreachBatch sink, tracking the late threshold beside the checkpoint."""
+def lake_writer(
+    settings: Settings,
+    score: FrameScorer | None = None,
+    alerts: AlertWriter | None = None,
+) -> LakeWriter:
+    """The foreachBatch sink: lake tables, scores (when a scorer is given) and alerts."""
     return LakeWriter(
         settings.processor.lake_path,
         settings.processor.checkpoint_location,
         prepare=merge_feature_parts,
         transaction_columns=FEATURE_NAMES,
+        score=score_on_batches(score) if score is not None else None,
+        transaction_sinks=[alerts] if alerts is not None else [],
         thresholds=threshold_store(settings),
         watermark_delay_ms=delay_ms(settings.processor.watermark),
     )
+
+
+def scoring_writer(spark: SparkSession, settings: Settings) -> LakeWriter:
+    """The job's sink: refuses to build (ModelError) when the model does not fit the features."""
+    return lake_writer(settings, frame_scorer(spark, settings), AlertWriter(settings))
 
 
 def transform(records: DataFrame, settings: Settings) -> DataFrame:
@@ -144,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     spark.sparkContext.setLogLevel("WARN")
-    writer = lake_writer(settings)
+    try:
+        writer = scoring_writer(spark, settings)
+    except FraudPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        spark.stop()
+        return 2
     listener = ProgressMetrics(writer.stats, settings.processor.metrics_port)
     spark.streams.addListener(listener)
     stop = threading.Event()

@@ -91,3 +91,20 @@ def spark(moto_endpoint: str) -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("WARN")
     yield session
     session.stop()
+
+
+# Small enough to train in seconds, big enough for every split period to hold fraud.
+SMALL_TRAINING = [
+    "--days", "16", "--customers", "300", "--terminals", "120", "--fraud-rate", "0.03",
+    "--warmup-days", "3", "--gap-days", "1", "--validation-days", "4", "--test-days", "4",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained once per session by `python -m ml_model.train` on generated history."""
+    from ml_model.train import main as train_main
+
+    folder = tmp_path_factory.mktemp("model")
+    assert train_main([*SMALL_TRAINING, "--output", str(folder)], load_config("local")) == 0
+    return folder
