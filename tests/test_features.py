@@ -1,0 +1,220 @@
+"""The pure feature functions: windows, exclusions, event-time order, labels that had arrived."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from ml_model.features import (
+    FEATURE_NAMES,
+    FeatureEvent,
+    compute_features,
+    empty_card_state,
+    empty_terminal_state,
+    update_card,
+    update_terminal,
+)
+from ml_model.features.definitions import DAY, HOUR, LABEL_DELAY, MINUTE
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
+
+
+def tx(
+    i: int,
+    at: int,
+    amount: float = 10.0,
+    card: str = "c1",
+    terminal: str = "t1",
+    device: str | None = None,
+    lat: float = 48.85,
+    lon: float = 2.35,
+    merchant: str = "m1",
+    country: str = "FR",
+) -> FeatureEvent:
+    return FeatureEvent(
+        kind="transaction",
+        time_ms=at,
+        event_id=f"tx{i:04d}",
+        card=card,
+        terminal=terminal,
+        amount=amount,
+        merchant=merchant,
+        country=country,
+        latitude=lat,
+        longitude=lon,
+        channel="ecom" if device else "pos",
+        device=device,
+    )
+
+
+def by_id(events: list[FeatureEvent]) -> dict[str, dict[str, float]]:
+    frame = compute_features(events)
+    return {row["transaction_id"]: row for row in frame.to_dict("records")}
+
+
+def test_card_velocity_windows_exclude_the_event_itself() -> None:
+    events = [
+        tx(1, T0, 10.0),
+        tx(2, T0 + 5 * MINUTE, 20.0),
+        tx(3, T0 + 50 * MINUTE, 30.0),
+        tx(4, T0 + 3 * HOUR, 40.0),
+    ]
+    _, out = update_card(empty_card_state(), events)
+    features = {event.event_id: f for event, f in out}
+    assert features["tx0001"]["card_tx_count_24h"] == 0
+    assert features["tx0002"]["card_tx_count_10m"] == 1
+    assert features["tx0002"]["card_tx_amount_10m"] == 10.0
+    assert features["tx0003"]["card_tx_count_10m"] == 0
+    assert features["tx0003"]["card_tx_count_1h"] == 2
+    assert features["tx0003"]["card_tx_amount_1h"] == 30.0
+    assert features["tx0004"]["card_tx_count_1h"] == 0
+    assert features["tx0004"]["card_tx_count_24h"] == 3
+    assert features["tx0004"]["card_amount_to_mean_30d"] == pytest.approx(40.0 / 20.0)
+    assert features["tx0004"]["card_seconds_since_prev"] == pytest.approx(130 * 60)
+    assert math.isnan(features["tx0001"]["card_seconds_since_prev"])
+    assert math.isnan(features["tx0001"]["card_amount_to_mean_30d"])
+
+
+def test_impossible_travel_distance_and_speed() -> None:
+    paris = tx(1, T0, lat=48.8566, lon=2.3522)
+    new_york = tx(2, T0 + 30 * MINUTE, lat=40.7128, lon=-74.0060)
+    features = by_id([paris, new_york])["tx0002"]
+    assert features["card_km_from_prev"] == pytest.approx(5837, rel=0.01)
+    assert features["card_kmh_from_prev"] == pytest.approx(5837 * 2, rel=0.01)
+
+
+def test_new_device_merchants_countries_and_failed_logins() -> None:
+    fail = FeatureEvent(
+        kind="auth", time_ms=T0 + 10 * MINUTE, event_id="a1", card="c1", success=False
+    )
+    ok = FeatureEvent(kind="auth", time_ms=T0 + 11 * MINUTE, event_id="a2", card="c1", success=True)
+    old_fail = FeatureEvent(
+        kind="auth", time_ms=T0 - 2 * HOUR, event_id="a0", card="c1", success=False
+    )
+    events = [
+        old_fail,
+        tx(1, T0, device="d1", merchant="m1", country="FR"),
+        fail,
+        ok,
+        tx(2, T0 + 20 * MINUTE, device="d1", merchant="m2", country="DE"),
+        tx(3, T0 + 30 * MINUTE, device="d2", merchant="m2", country="DE"),
+    ]
+    features = by_id(events)
+    assert features["tx0001"]["card_new_device"] == 1.0
+    assert features["tx0002"]["card_new_device"] == 0.0
+    assert features["tx0003"]["card_new_device"] == 1.0
+    assert features["tx0001"]["card_failed_logins_1h"] == 0.0  # the old failure is > 1 h before
+    assert features["tx0002"]["card_failed_logins_1h"] == 1.0
+    assert features["tx0003"]["card_merchants_24h"] == 2.0
+    assert features["tx0003"]["card_countries_24h"] == 2.0
+
+
+def chargeback(i: int, at: int, of: FeatureEvent, confirmed: bool = True) -> FeatureEvent:
+    return FeatureEvent(
+        kind="chargeback",
+        time_ms=at,
+        event_id=f"cb{i}",
+        card=of.card,
+        terminal=of.terminal,
+        transaction_id=of.event_id,
+        transaction_time_ms=of.time_ms,
+        confirmed_fraud=confirmed,
+    )
+
+
+def test_terminal_risk_counts_only_delayed_windows_and_arrived_labels() -> None:
+    fraud = tx(1, T0, card="a")
+    genuine = tx(2, T0 + HOUR, card="b")
+    arrives = T0 + 9 * DAY
+    label = chargeback(1, arrives, fraud)
+    before_label = tx(3, arrives - MINUTE, card="c")
+    after_label = tx(4, arrives + MINUTE, card="d")
+    inside_delay = tx(5, T0 + 3 * DAY, card="e")
+    features = by_id([fraud, genuine, label, before_label, after_label, inside_delay])
+    # Both earlier transactions are older than the label delay; only the arrived label counts.
+    assert features["tx0003"]["terminal_risk_7d"] == 0.0
+    assert features["tx0004"]["terminal_risk_7d"] == pytest.approx(0.5)
+    assert features["tx0004"]["terminal_risk_1d"] == 0.0  # [t-8d, t-7d) holds neither
+    # Three days in, both are still inside the delay: no risk window holds them yet.
+    assert features["tx0005"]["terminal_risk_30d"] == 0.0
+    assert features["tx0005"]["terminal_tx_count_24h"] == 0.0
+    assert features["tx0002"]["terminal_tx_count_1h"] == 0.0  # exactly one hour: outside
+    assert features["tx0002"]["terminal_cards_24h"] == 1.0
+    assert LABEL_DELAY == 7 * DAY
+
+
+def test_a_cleared_chargeback_removes_the_fraud() -> None:
+    fraud = tx(1, T0, card="a")
+    events = [
+        fraud,
+        chargeback(1, T0 + 8 * DAY, fraud, confirmed=True),
+        chargeback(2, T0 + 9 * DAY, fraud, confirmed=False),
+        tx(2, T0 + 8 * DAY + HOUR, card="b"),
+        tx(3, T0 + 9 * DAY + HOUR, card="c"),
+    ]
+    features = by_id(events)
+    assert features["tx0002"]["terminal_risk_7d"] == 1.0
+    assert features["tx0003"]["terminal_risk_7d"] == 0.0
+
+
+def history(n: int, seed: int) -> list[FeatureEvent]:
+    rng = random.Random(seed)
+    return [
+        tx(
+            i,
+            T0 + rng.randrange(0, 3 * DAY),
+            amount=round(rng.uniform(1, 500), 2),
+            card=f"c{rng.randrange(5)}",
+            terminal=f"t{rng.randrange(3)}",
+            device=rng.choice([None, "d1", "d2", "d3"]),
+            lat=rng.uniform(40, 50),
+            lon=rng.uniform(-5, 10),
+            merchant=f"m{rng.randrange(6)}",
+        )
+        for i in range(n)
+    ]
+
+
+def test_result_does_not_depend_on_arrival_order_or_batching() -> None:
+    """Batches in any order within them, split anywhere in event time: the same features."""
+    events = history(300, seed=5)
+    expected = compute_features(events).set_index("transaction_id").sort_index()
+    ordered = sorted(events, key=lambda e: e.key)
+    state = empty_card_state()
+    streamed: dict[str, dict[str, float]] = {}
+    for start in range(0, len(ordered), 37):  # micro-batches in event-time order...
+        batch = ordered[start : start + 37]
+        random.Random(start).shuffle(batch)  # ...whose rows arrive in any order
+        by_card: dict[str, list[FeatureEvent]] = {}
+        for event in batch:
+            by_card.setdefault(str(event.card), []).append(event)
+        for card, card_events in by_card.items():
+            state_of = streamed.setdefault("__state__" + card, {})  # type: ignore[arg-type]
+            card_state = state_of.get("s") or empty_card_state()  # type: ignore[assignment]
+            card_state, out = update_card(card_state, card_events)  # type: ignore[arg-type]
+            state_of["s"] = card_state  # type: ignore[assignment]
+            for event, features in out:
+                streamed[event.event_id] = features
+    del state
+    for tx_id, row in expected.iterrows():
+        got = streamed[str(tx_id)]
+        for name, value in got.items():
+            want = row[name]
+            assert (math.isnan(value) and math.isnan(want)) or value == pytest.approx(want), name
+
+
+def test_feature_order_is_the_model_order() -> None:
+    frame = compute_features(history(20, seed=1))
+    assert list(frame.columns) == ["transaction_id", *FEATURE_NAMES]
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+
+
+def test_idle_card_is_reset_as_the_stream_evicts_it() -> None:
+    first = tx(1, T0, device="d1")
+    later = tx(2, T0 + 40 * DAY, device="d1")
+    _, out = update_card(empty_card_state(), [first, later])
+    assert out[1][1]["card_new_device"] == 1.0  # the state was evicted in between
+    terminal_state, _ = update_terminal(empty_terminal_state(), [first])
+    assert terminal_state["tx"]
