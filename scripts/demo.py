@@ -2,11 +2,11 @@
 
     python -m scripts.demo [--profile local] [--num-transactions 4000] [--fraud-rate 0.02]
 
-Steps: start moto's server, create the stream / table / bucket, produce labelled events with
-fraud and a few broken records, run the processor until the stream is drained
-(`--available-now`), and print what landed in the lake. Each step is the same command a user
-would run by hand, so the demo doubles as their walkthrough. (Scoring and DynamoDB alerts join
-the demo with the model issue.)
+Steps: start moto's server, create the stream / table / bucket, train the model if none exists
+at the profile's model path, produce labelled events with fraud and a few broken records, run
+the processor (features, scoring, alerts) until the stream is drained (`--available-now`), and
+print a summary. Each step is the same command a user would run by hand, so the demo doubles
+as their walkthrough.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from config.exceptions import FraudPipelineError
 from config.settings import load_config
+from ml_model.artifacts import artifacts_exist
 from scripts.local_aws import LocalAws, start, stop
 from scripts.setup_aws import setup_resources
 
@@ -74,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     python = sys.executable
+    if artifacts_exist(settings.model.path, settings.aws):
+        print(f"\n==> model: using the one in {settings.model.path} (delete it to retrain)")
+    else:
+        _run(
+            "train the model on generated history (no model yet)",
+            [python, "-m", "ml_model.train", "--profile", args.profile],
+            env,
+        )
     _run(
         "produce labelled transactions with fraud",
         [

@@ -69,6 +69,13 @@ def ensure_alerts_table(dynamodb: Any, name: str) -> None:
     dynamodb.get_waiter("table_exists").wait(
         TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
+    # Old alerts expire by the `expires_at` epoch-seconds attribute the processor writes.
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
 
 
 def ensure_bucket(s3: Any, name: str, region: str) -> None:
