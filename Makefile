@@ -55,6 +55,10 @@ format: venv ## Format the code with ruff.
 bench: venv jars ## Run the benchmarks; figures are printed and saved under bench-results/.
 	$(PY) -m scripts.bench_producer
 	$(PY) -m scripts.bench_processor
+	$(PY) -m scripts.bench_scoring
+
+train: venv ## Train the model on generated history into the profile's model path.
+	$(PY) -m ml_model.train --profile $(PROFILE)
 
 aws-start: venv ## Start the embedded AWS emulator (moto's server) in the background.
 	$(PY) -m scripts.local_aws start --profile $(PROFILE)

@@ -25,7 +25,7 @@ from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.records import OutgoingRecord
 from producer.stats import SendStats
-from scripts.setup_aws import ensure_bucket, ensure_stream
+from scripts.setup_aws import ensure_alerts_table, ensure_bucket, ensure_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration]
@@ -124,6 +124,12 @@ def test_end_to_end_exactly_once_with_dead_letters(
     assert_no_pan_under(Path(settings.processor.checkpoint_location), pans)
 
 
+def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
+    client = make_client("dynamodb", settings.aws)
+    pages = client.get_paginator("scan").paginate(TableName=settings.dynamodb.alerts_table)
+    return [item for page in pages for item in page["Items"]]
+
+
 def job_env(settings: Settings) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -135,6 +141,8 @@ def job_env(settings: Settings) -> dict[str, str]:
         "FRAUD_STREAM_NAME": settings.kinesis.stream_name,
         "FRAUD_LAKE_PATH": settings.processor.lake_path,
         "FRAUD_CHECKPOINT_LOCATION": settings.processor.checkpoint_location,
+        "FRAUD_MODEL_PATH": settings.model.path,
+        "FRAUD_ALERTS_TABLE": settings.dynamodb.alerts_table,
     }
 
 
@@ -163,13 +171,17 @@ def wait_for(condition: Any, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 def test_sigkill_then_restart_loses_and_duplicates_nothing(
-    spark: Any, settings: Settings, tmp_path: Path
+    spark: Any, settings: Settings, tmp_path: Path, trained_model: Path
 ) -> None:
     # Synthetic history is compressed: hours of event time arrive in seconds, and one
     # PutRecords call (500 records, up to an hour of event time here) may reorder records of
     # different cards. A 1-day watermark keeps such replays from counting events as late; this
     # test is about recovery, not lateness.
-    produced = produce(settings, 3_000, seed=31, anomaly_rate=0.02, num_customers=20_000)
+    settings = settings.with_overrides(model={"path": str(trained_model)})
+    ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
+    produced = produce(
+        settings, 3_000, seed=31, anomaly_rate=0.02, fraud_rate=0.03, num_customers=20_000
+    )
     lake = settings.processor.lake_path
     log = tmp_path / "job.log"
     small = (
@@ -200,6 +212,12 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(
     ids = [row.transaction_id for row in rows.select("transaction_id").collect()]
     assert len(ids) == len(set(ids))
     assert set(ids) == expected_transactions(produced)
+    # Alerts: exactly the ALERT rows of the table, each once (the key is the transaction id,
+    # and a replayed batch rewrote its own items).
+    alerted = {r.transaction_id for r in rows.where("decision = 'ALERT'").collect()}
+    items = scan_alerts(settings)
+    assert alerted, "the model should alert on some of the fraud"
+    assert sorted(i["transaction_id"]["S"] for i in items) == sorted(alerted)
     assert_no_pan_under(tmp_path, all_pans(produced))
 
 

@@ -1,0 +1,208 @@
+"""Scoring benchmark: features + scoring + sinks on local[2], alert latency, vectorised scoring.
+
+    python -m scripts.bench_scoring [--events 20000] [--rate 1000] [--duration 60]
+
+Starts its own moto server and trains a small model (or uses --model PATH). Three figures:
+1. throughput: a pre-loaded stream through the whole job (features, scoring, Delta, DynamoDB)
+   with an availableNow trigger, events/s;
+2. latency: the job running continuously (1 s trigger) while events are sent at --rate for
+   --duration seconds, each stamped with its send time as event time; p50/p95/p99 of event
+   time -> alert written in DynamoDB, after a warm-up;
+3. the same batch of transactions scored vectorised (one call) and row by row (one call per
+   row): the ratio of the two.
+Prints the figures and saves them to bench-results/scoring.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from config.aws import make_client
+from config.settings import Settings, load_config
+from ml_model.artifacts import read_model
+from ml_model.features import FEATURE_NAMES
+from ml_model.scorer import LocalScorer
+from ml_model.train import main as train_main
+from processor.alerts import AlertWriter
+from processor.job import ingest, lake_writer, transform, write
+from processor.scoring import frame_scorer
+from processor.sinks import table_path
+from processor.spark_session import build_spark
+from producer.contract import encode_event, format_epoch_ms
+from producer.generator import GeneratorOptions, TransactionGenerator
+from producer.kinesis_writer import KinesisWriter
+from producer.records import OutgoingRecord
+from producer.stats import SendStats
+from scripts.local_aws import LocalAws, free_port, start, stop
+from scripts.setup_aws import ensure_alerts_table, ensure_stream
+
+RESULTS = Path("bench-results")
+SMALL_MODEL = ["--days", "16", "--customers", "300", "--terminals", "120", "--fraud-rate", "0.03",
+               "--warmup-days", "3", "--gap-days", "1", "--validation-days", "4",
+               "--test-days", "4"]  # fmt: skip
+
+
+def _run_settings(base: Settings, root: Path, name: str) -> Settings:
+    return base.with_overrides(
+        kinesis={"stream_name": f"bench-{name}"},
+        dynamodb={"alerts_table": f"bench-{name}-alerts"},
+        processor={
+            "lake_path": str(root / name / "lake"),
+            "checkpoint_location": str(root / name / "checkpoint"),
+        },
+    )
+
+
+def _prepare(settings: Settings) -> KinesisWriter:
+    kinesis = make_client("kinesis", settings.aws)
+    ensure_stream(kinesis, settings.kinesis.stream_name, settings.kinesis.shard_count)
+    ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
+    failed = Path(settings.processor.lake_path).parent / "failed_records.jsonl"
+    return KinesisWriter(kinesis, settings.kinesis.stream_name, SendStats(), failed)
+
+
+def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
+    sender = _prepare(settings)
+    options = GeneratorOptions(seed=5, num_transactions=events, fraud_rate=0.02)
+    sender.put(TransactionGenerator(options).records())
+    sender.flush()
+    alerts = AlertWriter(settings)
+    writer = lake_writer(settings, frame_scorer(spark, settings), alerts)
+    began = time.perf_counter()
+    query = write(transform(ingest(spark, settings), settings), settings, writer, True)
+    query.awaitTermination()
+    elapsed = time.perf_counter() - began
+    assert query.exception() is None, query.exception()
+    delivered = sum(writer.stats.totals.values())
+    return {
+        "records": delivered,
+        "seconds": round(elapsed, 1),
+        "events_per_s": round(delivered / elapsed),
+        "alerts": alerts.stats.written,
+        "tables": writer.stats.totals,
+    }
+
+
+def _restamped(record: OutgoingRecord, now_ms: int) -> OutgoingRecord:
+    event = json.loads(record.data)
+    event["event_time"] = format_epoch_ms(now_ms)
+    record.data = encode_event(event)
+    return record
+
+
+def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[str, Any]:
+    sender = _prepare(settings)
+    run = settings.with_overrides(processor={"trigger_interval": "1 second"})
+    alerts = AlertWriter(run)
+    writer = lake_writer(run, frame_scorer(spark, run), alerts)
+    query = write(transform(ingest(spark, run), run), run, writer, False)
+    stop_sending = threading.Event()
+    options = GeneratorOptions(seed=8, num_transactions=None, fraud_rate=0.05)
+    records = (r for r in TransactionGenerator(options).records() if r.event_type != "chargeback")
+
+    def send() -> None:
+        tick = 0.1
+        per_tick = max(1, int(rate * tick))
+        next_at = time.monotonic()
+        while not stop_sending.is_set():
+            now_ms = int(time.time() * 1000)
+            sender.put(_restamped(next(records), now_ms) for _ in range(per_tick))
+            sender.flush()
+            next_at += tick
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=send, daemon=True)
+    time.sleep(15)  # the query's first (empty) batches: start-up is not latency
+    thread.start()
+    time.sleep(duration)
+    stop_sending.set()
+    thread.join()
+    time.sleep(10)  # drain
+    query.stop()
+    warm = alerts.stats.latencies_ms[len(alerts.stats.latencies_ms) // 10 :]
+    p50, p95, p99 = np.percentile(warm, [50, 95, 99]) if warm else (np.nan,) * 3
+    return {
+        "rate_per_s": rate,
+        "duration_s": duration,
+        "sent": sender.stats.sent,
+        "alerts_measured": len(warm),
+        "event_to_alert_ms": {"p50": round(p50), "p95": round(p95), "p99": round(p99)},
+    }
+
+
+def vectorised_vs_rows(spark: Any, settings: Settings, model_path: str) -> dict[str, Any]:
+    lake = table_path(settings.processor.lake_path, "transactions")
+    frame = spark.read.format("delta").load(lake).select(*FEATURE_NAMES).limit(5000).toPandas()
+    model, card = read_model(model_path)
+    scorer = LocalScorer(model, card)
+    began = time.perf_counter()
+    scorer.score(frame)
+    batch_s = time.perf_counter() - began
+    began = time.perf_counter()
+    for index in range(len(frame)):
+        scorer.score(frame.iloc[[index]])
+    rows_s = time.perf_counter() - began
+    return {
+        "rows": len(frame),
+        "vectorised_s": round(batch_s, 3),
+        "row_by_row_s": round(rows_s, 2),
+        "ratio": round(rows_s / batch_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=1_000)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--model", default=None, help="trained model folder (default: train one)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("CARD_TOKEN_KEY", "benchmark-only-tokenisation-key")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as work:
+        root = Path(work)
+        model_path = args.model or str(root / "model")
+        if args.model is None:
+            train_main([*SMALL_MODEL, "--output", model_path], load_config("local"))
+        emulator = LocalAws("127.0.0.1", free_port(), root / "moto")
+        start(emulator)
+        try:
+            base = load_config("local").with_overrides(
+                aws={"endpoint_url": emulator.endpoint_url},
+                processor={"shuffle_partitions": 4, "metrics_port": 0},
+                model={"path": model_path},
+            )
+            spark = build_spark(base, app_name="bench-scoring", master="local[2]",
+                                extra={"spark.driver.host": "127.0.0.1"})  # fmt: skip
+            spark.sparkContext.setLogLevel("ERROR")
+            first = _run_settings(base, root, "throughput")
+            results["throughput"] = throughput(spark, first, args.events)
+            print("throughput", json.dumps(results["throughput"]), flush=True)
+            results["scoring"] = vectorised_vs_rows(spark, first, model_path)
+            print("scoring", json.dumps(results["scoring"]), flush=True)
+            results["latency"] = latency(
+                spark, _run_settings(base, root, "latency"), args.rate, args.duration
+            )
+            print("latency", json.dumps(results["latency"]), flush=True)
+            spark.stop()
+        finally:
+            stop(emulator)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scoring.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
