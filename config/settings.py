@@ -104,7 +104,7 @@ class ProcessorSettings(_Section):
     checkpoint_location: str
     metrics_port: int = Field(ge=0, le=65535)
     tokenization_key_env: str
-    state_api: Literal["pandas", "row", "group_state"] = "pandas"
+    state_api: Literal["pandas", "row", "group_state"] = "row"
 
 
 class ModelSettings(_Section):
