@@ -23,6 +23,7 @@ from ml_model.features.events import CHARGEBACK, TRANSACTION, FeatureEvent
 TerminalState = dict[str, Any]
 Features = dict[str, float]
 
+
 def empty_terminal_state() -> TerminalState:
     return {"tx": [], "cb": {}, "max": None}
 
