@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from ml_model.features import (
     compute_features,
     empty_card_state,
     empty_terminal_state,
+    from_row,
     update_card,
     update_terminal,
 )
@@ -182,7 +184,7 @@ def test_result_does_not_depend_on_arrival_order_or_batching() -> None:
     events = history(300, seed=5)
     expected = compute_features(events).set_index("transaction_id").sort_index()
     ordered = sorted(events, key=lambda e: e.key)
-    state = empty_card_state()
+    states: dict[str, dict[str, Any]] = {}
     streamed: dict[str, dict[str, float]] = {}
     for start in range(0, len(ordered), 37):  # micro-batches in event-time order...
         batch = ordered[start : start + 37]
@@ -191,13 +193,9 @@ def test_result_does_not_depend_on_arrival_order_or_batching() -> None:
         for event in batch:
             by_card.setdefault(str(event.card), []).append(event)
         for card, card_events in by_card.items():
-            state_of = streamed.setdefault("__state__" + card, {})  # type: ignore[arg-type]
-            card_state = state_of.get("s") or empty_card_state()  # type: ignore[assignment]
-            card_state, out = update_card(card_state, card_events)  # type: ignore[arg-type]
-            state_of["s"] = card_state  # type: ignore[assignment]
+            states[card], out = update_card(states.get(card) or empty_card_state(), card_events)
             for event, features in out:
                 streamed[event.event_id] = features
-    del state
     for tx_id, row in expected.iterrows():
         got = streamed[str(tx_id)]
         for name, value in got.items():
@@ -218,3 +216,28 @@ def test_idle_card_is_reset_as_the_stream_evicts_it() -> None:
     assert out[1][1]["card_new_device"] == 1.0  # the state was evicted in between
     terminal_state, _ = update_terminal(empty_terminal_state(), [first])
     assert terminal_state["tx"]
+
+
+class _Recording(dict[str, Any]):
+    """A row that remembers which columns were read."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_the_stream_hands_the_operator_every_column_the_features_read() -> None:
+    from processor.features.stream import FEATURE_INPUTS
+
+    for kind, extra in (
+        ("transaction", {"transaction_id": "t1", "card_token": "c", "terminal_id": "t"}),
+        ("auth", {"auth_id": "a1", "card_token": "c", "success": False}),
+        ("chargeback", {"chargeback_id": "b1", "transaction_id": "t1", "terminal_id": "t"}),
+    ):
+        row = _Recording(event_type=kind, event_time=T0, **extra)
+        from_row(row)
+        assert row.read <= set(FEATURE_INPUTS), row.read - set(FEATURE_INPUTS)
