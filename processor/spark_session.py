@@ -103,4 +103,22 @@ def build_spark(
     options.update(extra or {})
     for key, value in options.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    _quiet_state_server(spark)
+    return spark
+
+
+def _quiet_state_server(spark: SparkSession) -> None:
+    """Silence the Python state server's WARN for every first read of a key's state.
+
+    A new card or terminal has no state yet, which is normal here; one warning per new key would
+    bury real warnings. (Executors in a cluster take this from their own log4j2 config.)
+    """
+    jvm = getattr(spark.sparkContext, "_jvm", None)
+    if jvm is None:
+        return
+    log4j = jvm.org.apache.logging.log4j
+    log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
+        log4j.Level.ERROR,
+    )
