@@ -131,12 +131,24 @@ def write(
     return stream.start()
 
 
+def _last_batch(query: StreamingQuery) -> int:
+    progress = query.lastProgress
+    return int(progress["batchId"]) if progress else -1
+
+
 def run_until_stopped(query: StreamingQuery, stop: threading.Event) -> None:
-    """Wait for the query; on a stop request, stop it once no batch is in flight."""
+    """Wait for the query; on a stop request, stop it once the batch in flight has finished.
+
+    With a backlog the next batch starts the moment one ends, so waiting for an idle trigger
+    could wait forever: wait for the last completed batch id to move past the one we saw.
+    """
     while query.isActive:
         if stop.is_set():
+            seen = _last_batch(query)
             deadline = time.monotonic() + 300
             while query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                if _last_batch(query) > seen:
+                    break
                 time.sleep(0.2)
             logger.info("stopping the query after the current batch")
             query.stop()

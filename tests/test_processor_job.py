@@ -203,7 +203,7 @@ def test_sigkill_then_restart_loses_and_duplicates_nothing(
     )
     assert job.poll() is None, log.read_text()[-3000:]
     job.send_signal(signal.SIGTERM)
-    assert job.wait(120) == 0, log.read_text()[-3000:]
+    assert job.wait(240) == 0, log.read_text()[-3000:]
 
     finish = start_job(settings, "--available-now", "--watermark", "1 day", log=log)
     assert finish.wait(300) == 0, log.read_text()[-3000:]
