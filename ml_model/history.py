@@ -20,32 +20,13 @@ from typing import Any
 import pandas as pd
 
 from config.exceptions import ContractError
+from ml_model.features.events import FEATURE_INPUTS
 from producer.contract import ID_FIELD, parse_event_time, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
 
 logger = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = (
-    "event_type",
-    "event_time",
-    "transaction_id",
-    "auth_id",
-    "chargeback_id",
-    "card_token",
-    "terminal_id",
-    "amount",
-    "merchant_id",
-    "merchant_country",
-    "latitude",
-    "longitude",
-    "channel",
-    "device_id",
-    "success",
-    "transaction_time",
-    "confirmed_fraud",
-    "label_is_fraud",
-    "label_fraud_scenario",
-)
+HISTORY_COLUMNS = (*FEATURE_INPUTS, "label_is_fraud", "label_fraud_scenario")
 _LAKE_TABLES = ("transactions", "auth_events", "labels")
 
 

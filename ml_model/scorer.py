@@ -37,6 +37,16 @@ def check_features(card: ModelCard, available: Sequence[str]) -> None:
     )
 
 
+def thresholds(
+    card: ModelCard, threshold: float | None = None, review_band: float | None = None
+) -> tuple[float, float]:
+    """(alert threshold, review threshold): the card's, unless config overrides them."""
+    alert = card.threshold if threshold is None else threshold
+    if review_band is None:
+        return alert, min(card.review_threshold, alert)
+    return alert, alert * review_band
+
+
 def decide(scores: np.ndarray, threshold: float, review_threshold: float) -> np.ndarray:
     return np.where(scores >= threshold, ALERT, np.where(scores >= review_threshold, REVIEW, OK))
 
@@ -59,11 +69,7 @@ class LocalScorer:
     ) -> None:
         self.model = model
         self.card = card
-        self.threshold = card.threshold if threshold is None else threshold
-        if review_band is None:
-            self.review_threshold = min(card.review_threshold, self.threshold)
-        else:
-            self.review_threshold = self.threshold * review_band
+        self.threshold, self.review_threshold = thresholds(card, threshold, review_band)
         self.names = list(card.feature_names)
         self._reference = np.array(
             [card.reference_values.get(name, np.nan) for name in self.names], dtype=float

@@ -38,7 +38,7 @@ from config.aws import botocore_config, make_session
 from config.exceptions import ModelError, ScorerUnavailableError
 from config.settings import AwsSettings
 from ml_model.artifacts import ModelCard
-from ml_model.scorer import OK, REVIEW, decide
+from ml_model.scorer import OK, REVIEW, decide, thresholds
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -184,11 +184,7 @@ class SageMakerScorer:
         settings = aws if isinstance(aws, AwsSettings) else AwsSettings.model_validate(aws)
         self.aws: dict[str, Any] = settings.model_dump()
         self.card = card
-        self.threshold = card.threshold if threshold is None else threshold
-        if review_band is None:
-            self.review_threshold = min(card.review_threshold, self.threshold)
-        else:
-            self.review_threshold = self.threshold * review_band
+        self.threshold, self.review_threshold = thresholds(card, threshold, review_band)
         self.names = list(card.feature_names)
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
+from config.exceptions import ScorerUnavailableError
 from ml_model.artifacts import MODEL_FILE, ModelCard, read_artifact, read_card
 from ml_model.features import FEATURE_NAMES
 from ml_model.scorer import LocalScorer, check_features
@@ -65,20 +66,13 @@ def frame_scorer(spark: SparkSession, settings: Settings) -> FrameScorer:
     if model.scorer == "sagemaker":
         from processor.sagemaker_scorer import SageMakerScorer
 
-        remote = SageMakerScorer(
-            endpoint_name=str(model.sagemaker_endpoint),
-            aws=settings.aws,
-            card=card,
-            threshold=model.threshold,
-            review_band=model.review_band,
-            timeout_s=model.sagemaker_timeout_s,
-            max_attempts=model.sagemaker_max_attempts,
-            breaker_failures=model.breaker_failures,
-            breaker_cooldown_s=model.breaker_cooldown_s,
-        )
-        logger.info(
-            "scoring with SageMaker endpoint %s (model %s)", model.sagemaker_endpoint, card.version
-        )
+        remote = SageMakerScorer.from_settings(settings, card)
+        try:
+            served = remote.check_endpoint()
+        except ScorerUnavailableError as exc:  # the circuit breaker covers an endpoint that is down
+            logger.warning("endpoint %s not reachable yet: %s", model.sagemaker_endpoint, exc)
+        else:
+            logger.info("scoring with endpoint %s, model %s", model.sagemaker_endpoint, served)
         return remote.score
     blob = spark.sparkContext.broadcast(read_artifact(model.path, MODEL_FILE, settings.aws))
     threshold, band = model.threshold, model.review_band

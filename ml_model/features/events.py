@@ -20,6 +20,28 @@ _KIND_ORDER = {CHARGEBACK: 0, AUTH: 1, TRANSACTION: 2}
 
 EventKey = tuple[int, int, str]
 
+# Every column `from_row` reads (the processor's parsed-row names): the stream passes exactly
+# these through its stateful operator; training reads them from history.
+FEATURE_INPUTS = (
+    "event_type",
+    "event_time",
+    "transaction_id",
+    "auth_id",
+    "chargeback_id",
+    "card_token",
+    "terminal_id",
+    "amount",
+    "merchant_id",
+    "merchant_country",
+    "latitude",
+    "longitude",
+    "channel",
+    "device_id",
+    "success",
+    "transaction_time",
+    "confirmed_fraud",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class FeatureEvent:

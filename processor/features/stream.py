@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from ml_model.features import CARD_PART, TERMINAL_FEATURES
+from ml_model.features.events import FEATURE_INPUTS
 from processor.features.processors import (
     OUTPUT_SCHEMA,
     PACKED,
@@ -36,25 +37,6 @@ if TYPE_CHECKING:
 StateApi = Literal["pandas", "row", "group_state"]
 
 # The columns ml_model.features.from_row reads (event ids included); nothing else enters Python.
-FEATURE_INPUTS = (
-    "event_type",
-    "event_time",
-    "transaction_id",
-    "auth_id",
-    "chargeback_id",
-    "card_token",
-    "terminal_id",
-    "amount",
-    "merchant_id",
-    "merchant_country",
-    "latitude",
-    "longitude",
-    "channel",
-    "device_id",
-    "success",
-    "transaction_time",
-    "confirmed_fraud",
-)
 # to_json / from_json keep microseconds only with an explicit pattern (the default has millis).
 PACK_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
 ROUTED_SCHEMA = StructType(
