@@ -88,6 +88,13 @@ def alert_item(row: Row, detected_ms: int, ttl_days: int, batch_id: int) -> dict
     return {key: value for key, value in item.items() if value is not None}
 
 
+def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
+    """Every item of the alerts table (for the demo's summary and the tests; small tables)."""
+    client = make_client("dynamodb", settings.aws)
+    pages = client.get_paginator("scan").paginate(TableName=settings.dynamodb.alerts_table)
+    return [item for page in pages for item in page["Items"]]
+
+
 @dataclass
 class AlertStats:
     written: int = 0

@@ -17,16 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from config.aws import make_client
-from config.settings import Settings, load_config
+from config.settings import load_config
+from processor.alerts import scan_alerts
 from processor.sinks import TABLES, table_path
 from processor.spark_session import build_spark
-
-
-def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
-    client = make_client("dynamodb", settings.aws)
-    pages = client.get_paginator("scan").paginate(TableName=settings.dynamodb.alerts_table)
-    return [item for page in pages for item in page["Items"]]
 
 
 def alert_quality(transactions: Any, alert_ids: set[str]) -> list[str]:

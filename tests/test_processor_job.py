@@ -17,6 +17,7 @@ import pytest
 
 from config.aws import make_client
 from config.settings import Settings
+from processor.alerts import scan_alerts
 from processor.card_tokens import card_token, mask_pans
 from processor.job import ingest, lake_writer, threshold_store, transform, write
 from processor.sinks import LakeWriter, table_path
@@ -122,12 +123,6 @@ def test_end_to_end_exactly_once_with_dead_letters(
     pans = all_pans(produced)
     assert_no_pan_under(Path(lake), pans)
     assert_no_pan_under(Path(settings.processor.checkpoint_location), pans)
-
-
-def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
-    client = make_client("dynamodb", settings.aws)
-    pages = client.get_paginator("scan").paginate(TableName=settings.dynamodb.alerts_table)
-    return [item for page in pages for item in page["Items"]]
 
 
 def job_env(settings: Settings) -> dict[str, str]:

@@ -16,7 +16,7 @@ from config.settings import Settings
 from ml_model.artifacts import CARD_FILE
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
 from ml_model.history import _frame, _row
-from processor.alerts import AlertWriter
+from processor.alerts import AlertWriter, scan_alerts
 from processor.job import ingest, lake_writer, scoring_writer, transform, write
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
@@ -24,12 +24,6 @@ from producer.generator import GeneratorOptions, TransactionGenerator
 from scripts.setup_aws import ensure_alerts_table, ensure_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
-    client = make_client("dynamodb", settings.aws)
-    pages = client.get_paginator("scan").paginate(TableName=settings.dynamodb.alerts_table)
-    return [item for page in pages for item in page["Items"]]
 
 
 def test_stream_features_scores_and_alerts(
