@@ -22,7 +22,7 @@ from pathlib import Path
 from config.exceptions import FraudPipelineError
 from config.settings import load_config
 from ml_model.artifacts import artifacts_exist
-from scripts.local_aws import LocalAws, start, stop
+from scripts.local_aws import LocalAws, is_healthy, start, stop
 from scripts.setup_aws import setup_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             local = settings.local_aws
             emulator = LocalAws(local.host, local.port, PROJECT_ROOT / local.state_dir)
             stop(emulator)
+            if is_healthy(emulator.endpoint_url):
+                # Not ours (another checkout's emulator): its old stream would replay old events.
+                raise FraudPipelineError(
+                    f"another AWS emulator answers on port {local.port}; stop it "
+                    "(`python -m scripts.local_aws stop` in its checkout) or set "
+                    "FRAUD_LOCAL_AWS_PORT"
+                )
             for folder in (settings.processor.lake_path, settings.processor.checkpoint_location):
                 if "://" not in folder:
                     shutil.rmtree(PROJECT_ROOT / folder, ignore_errors=True)
