@@ -63,6 +63,9 @@ REASON_WRONG_TYPE: Final = "wrong_type"
 REASON_OUT_OF_RANGE: Final = "out_of_range"
 REASON_INVALID_VALUE: Final = "invalid_value"
 REASON_FUTURE_EVENT_TIME: Final = "future_event_time"
+# Anything else that went wrong while decoding or checking one record (the exception's type is
+# in the detail): a poison record becomes a dead letter instead of failing the batch.
+REASON_UNPARSEABLE: Final = "unparseable"
 REASONS: Final = (
     REASON_NOT_JSON,
     REASON_NOT_AN_OBJECT,
@@ -73,6 +76,7 @@ REASONS: Final = (
     REASON_OUT_OF_RANGE,
     REASON_INVALID_VALUE,
     REASON_FUTURE_EVENT_TIME,
+    REASON_UNPARSEABLE,
 )
 
 _EVENT_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
@@ -199,10 +203,17 @@ def format_epoch_ms(epoch_ms: int) -> str:
 
 
 def parse_event_time(text: str) -> datetime:
-    """Parse an ISO-8601 event time with offset into an aware UTC datetime."""
+    """Parse an ISO-8601 event time with offset into an aware UTC datetime.
+
+    Raises ValueError for text that is not one, or that names no representable UTC moment
+    (`9999-12-31T23:59:59-01:00` overflows when converted to UTC).
+    """
     if not _EVENT_TIME_RE.match(text):
-        raise ValueError(f"not an ISO-8601 timestamp with offset: {text!r}")
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+        raise ValueError("not an ISO-8601 timestamp with offset")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("timestamp is outside the representable range") from exc
 
 
 def luhn_valid(digits: str) -> bool:
@@ -240,6 +251,19 @@ def decode_event(payload: bytes | str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("payload is JSON but not an object")
     return value
+
+
+EXCERPT_CHARS: Final = 40
+
+
+def excerpt(value: Any) -> str:
+    """A short repr of an offending value for a rejection's detail.
+
+    Details are stored at rest (the dead-letter table and its column statistics), so they carry
+    at most a short excerpt; the processor masks card numbers in them as well.
+    """
+    text = repr(value)
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
 
 
 def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
@@ -280,7 +304,7 @@ def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
         return Invalid(REASON_OUT_OF_RANGE, spec.name, f"{spec.name!r} must be <= {spec.maximum}")
     if spec.allowed is not None and value not in spec.allowed:
         return Invalid(
-            REASON_INVALID_VALUE, spec.name, f"{spec.name!r} has unknown value {value!r}"
+            REASON_INVALID_VALUE, spec.name, f"{spec.name!r} has unknown value {excerpt(value)}"
         )
     if spec.pattern is not None and not re.match(spec.pattern, value):
         return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} is malformed")
@@ -300,20 +324,21 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
         return Invalid(
             REASON_MISSING_FIELD, "schema_version", "required field 'schema_version' is missing"
         )
-    if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+    # Type first: a list or an object is unhashable and cannot be looked up in a set.
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
         return Invalid(
             REASON_UNKNOWN_SCHEMA_VERSION,
             "schema_version",
-            f"unsupported schema_version {version!r}",
+            f"unsupported schema_version {excerpt(version)}",
         )
     event_type = event.get("event_type")
-    if event_type not in EVENT_FIELDS:
+    if not isinstance(event_type, str) or event_type not in EVENT_FIELDS:
         if "event_type" not in event:
             return Invalid(
                 REASON_MISSING_FIELD, "event_type", "required field 'event_type' is missing"
             )
         return Invalid(
-            REASON_UNKNOWN_EVENT_TYPE, "event_type", f"unknown event_type {event_type!r}"
+            REASON_UNKNOWN_EVENT_TYPE, "event_type", f"unknown event_type {excerpt(event_type)}"
         )
     for spec in fields_of(event_type):
         problem = _check_field(spec, event)
@@ -349,7 +374,8 @@ def parse_payload(
     """Decode and validate one raw record: (event, None) or (None, why it is invalid)."""
     try:
         event = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the interpreter's stack allows.
         return None, Invalid(
             REASON_NOT_JSON, None, f"payload is not JSON: {exc.__class__.__name__}"
         )
