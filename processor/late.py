@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "_late_threshold.json"
+# How far ahead of its arrival an event may push the watermark. Validation accepts event times
+# up to a day ahead (a device clock can be wrong); the watermark believes only this much.
+WATERMARK_MAX_SKEW_US = 5 * 60 * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,34 @@ def advance(state: dict[str, int], batch_max_ms: int | None, delay_ms: int) -> d
         return state
     largest = max(state.get("max_event_time_ms", batch_max_ms), batch_max_ms)
     return {"max_event_time_ms": largest, "threshold_ms": largest - delay_ms}
+
+
+def bound_watermark_times(
+    arrivals_us: list[int | None], times_us: list[int | None], late_before_us: int | None
+) -> list[int | None]:
+    """The event times the watermark may follow, for one task's rows (None: not an event).
+
+    - No row counts for more than its arrival time plus WATERMARK_MAX_SKEW_US: a record dated
+      tomorrow cannot make today's records late.
+    - No row counts for more than the second-largest time of the task, so one outlier cannot
+      move the watermark (a task holds one shard's share of a batch: the same rows on replay).
+    - A row that is not late counts for at least the current threshold, so Spark's own
+      watermark never drops a row that the parse step let through.
+    """
+    bounded: list[int | None] = []
+    for arrival, moment in zip(arrivals_us, times_us, strict=True):
+        if moment is not None and arrival is not None:
+            moment = min(moment, arrival + WATERMARK_MAX_SKEW_US)
+        bounded.append(moment)
+    known = sorted(t for t in bounded if t is not None)
+    cap = known[-2] if len(known) >= 2 else None
+    floor = None if late_before_us is None else late_before_us + 1
+    out: list[int | None] = []
+    for moment in bounded:
+        if moment is not None:
+            if cap is not None:
+                moment = min(moment, cap)
+            if floor is not None:
+                moment = max(moment, floor)
+        out.append(moment)
+    return out

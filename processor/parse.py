@@ -29,9 +29,15 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from processor.card_tokens import card_token, load_key, mask_pans
-from processor.late import ThresholdStore
-from producer.contract import ID_FIELD, parse_event_time, parse_payload
+from processor.card_tokens import card_token, load_key, mask_pans, mask_pans_in_text
+from processor.late import ThresholdStore, bound_watermark_times
+from producer.contract import (
+    ID_FIELD,
+    REASON_UNPARSEABLE,
+    Invalid,
+    parse_event_time,
+    parse_payload,
+)
 
 # The parsed event: one column per contract field (union of the event types), with the PAN
 # replaced by token + last four and the label flattened; then provenance and dead-letter fields.
@@ -125,14 +131,18 @@ def _micros(text: str) -> int:
 
 def parse_batches(key_env: str, thresholds: ThresholdStore) -> Any:
     """The `mapInArrow` function; reads the tokenisation key and the late threshold in the
-    Python worker, once per task."""
+    Python worker, once per task. A task's batches are parsed together (one shard's share of a
+    micro-batch, bounded by `maxRecordsPerShard`): the watermark bounds look at all of them."""
 
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         key = load_key(key_env)
         threshold_ms = thresholds.read().get("threshold_ms")
         late_before_us = None if threshold_ms is None else threshold_ms * 1000
-        for batch in batches:
-            yield _parse_one(batch, key, late_before_us)
+        whole = pa.Table.from_batches(list(batches))
+        if whole.num_rows:
+            yield from _parse_one(whole.combine_chunks(), key, late_before_us).to_batches(
+                max_chunksize=10_000
+            )
 
     return parse
 
@@ -145,52 +155,88 @@ def _dead_letter(row: dict[str, Any], reason: str, field: str | None, detail: st
     row["dedupe_key"] = f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
 
 
-def _parse_one(
-    batch: pa.RecordBatch, key: bytes, late_before_us: int | None = None
-) -> pa.RecordBatch:
-    columns: dict[str, list[Any]] = {name: [] for name in _ARROW_SCHEMA.names}
-    source = batch.to_pydict()
-    for index, data in enumerate(source["data"]):
-        arrival = source["approximateArrivalTimestamp"][index]
+def _empty_row(source: dict[str, list[Any]], index: int) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(_ARROW_SCHEMA.names)
+    for name in ("shardId", "sequenceNumber", "subSequenceNumber", "approximateArrivalTimestamp"):
+        row[name] = source[name][index]
+    return row
+
+
+def _event_row(
+    row: dict[str, Any], event: dict[str, Any], key: bytes, late_before_us: int | None
+) -> None:
+    """Fill `row` from a valid event: tokenised card, exact microsecond times, flat label."""
+    event_type = event["event_type"]
+    for name in _COPIED:
+        row[name] = event.get(name)
+    if row["amount"] is not None:
+        row["amount"] = float(row["amount"])
+    for name in ("latitude", "longitude"):
+        if row[name] is not None:
+            row[name] = float(row[name])
+    pan = event["card_number"]
+    row["card_token"] = card_token(pan, key)
+    row["card_last4"] = pan[-4:]
+    row["event_id"] = str(event[ID_FIELD[event_type]])
+    row["event_time"] = _micros(event["event_time"])
+    row["watermark_time"] = row["event_time"]
+    if event.get("transaction_time"):
+        row["transaction_time"] = _micros(event["transaction_time"])
+    label = event.get("label") or {}
+    row["label_is_fraud"] = label.get("is_fraud")
+    row["label_fraud_scenario"] = label.get("fraud_scenario")
+    row["dedupe_key"] = f"{event_type}:{row['event_id']}"
+    if late_before_us is not None and row["event_time"] <= late_before_us:
+        # Spark's watermark would drop it silently; keep it as a dead letter.
+        _dead_letter(row, "late", "event_time", "event_time is older than the watermark")
+
+
+def parse_record(
+    source: dict[str, list[Any]], index: int, key: bytes, late_before_us: int | None = None
+) -> dict[str, Any]:
+    """One source record -> one parsed row, valid or dead letter; never raises.
+
+    Anything the contract's checks did not foresee (an exception of any kind while decoding,
+    validating or converting this one record) makes the record a dead letter with reason
+    `unparseable` and the exception's type, so one poison record cannot stop the stream.
+    Whatever of a rejected record is kept (payload, detail) has its card numbers masked.
+    """
+    data = source["data"][index]
+    row = _empty_row(source, index)
+    problem: Invalid | None
+    try:
+        arrival = row["approximateArrivalTimestamp"]
         now = arrival.astimezone(UTC) if isinstance(arrival, datetime) else None
         event, problem = parse_payload(data, now)
-        row: dict[str, Any] = dict.fromkeys(_ARROW_SCHEMA.names)
-        row["shardId"] = source["shardId"][index]
-        row["sequenceNumber"] = source["sequenceNumber"][index]
-        row["subSequenceNumber"] = source["subSequenceNumber"][index]
-        row["approximateArrivalTimestamp"] = arrival
-        if event is None:
-            assert problem is not None
-            _dead_letter(row, problem.reason, problem.field, problem.detail)
-            row["raw_payload_masked"] = mask_pans(data, key)
-        else:
-            event_type = event["event_type"]
-            for name in _COPIED:
-                row[name] = event.get(name)
-            if row["amount"] is not None:
-                row["amount"] = float(row["amount"])
-            for name in ("latitude", "longitude"):
-                if row[name] is not None:
-                    row[name] = float(row[name])
-            pan = event["card_number"]
-            row["card_token"] = card_token(pan, key)
-            row["card_last4"] = pan[-4:]
-            row["event_id"] = str(event[ID_FIELD[event_type]])
-            row["event_time"] = _micros(event["event_time"])
-            row["watermark_time"] = row["event_time"]
-            if event.get("transaction_time"):
-                row["transaction_time"] = _micros(event["transaction_time"])
-            label = event.get("label") or {}
-            row["label_is_fraud"] = label.get("is_fraud")
-            row["label_fraud_scenario"] = label.get("fraud_scenario")
-            row["dedupe_key"] = f"{event_type}:{row['event_id']}"
-            if late_before_us is not None and row["event_time"] <= late_before_us:
-                # Spark's watermark would drop it silently; keep it as a dead letter.
-                _dead_letter(row, "late", "event_time", "event_time is older than the watermark")
-                row["raw_payload_masked"] = mask_pans(data, key)
+        if event is not None:
+            _event_row(row, event, key, late_before_us)
+    except Exception as exc:  # noqa: BLE001 - the per-record guard: nothing may escape
+        row = _empty_row(source, index)
+        problem = Invalid(REASON_UNPARSEABLE, None, f"{type(exc).__name__} while parsing")
+    if problem is not None:
+        _dead_letter(row, problem.reason, problem.field, mask_pans_in_text(problem.detail, key))
+    if row["dead_letter_reason"] is not None:
+        row["raw_payload_masked"] = mask_pans(data, key) if isinstance(data, bytes) else None
+    return row
+
+
+def _parse_one(
+    batch: pa.RecordBatch | pa.Table, key: bytes, late_before_us: int | None = None
+) -> pa.Table:
+    """One task's records -> parsed rows, with the watermark times bounded across them."""
+    source = batch.to_pydict()
+    rows = [parse_record(source, index, key, late_before_us) for index in range(batch.num_rows)]
+    arrivals = [
+        None if a is None else (a - _EPOCH) // timedelta(microseconds=1)
+        for a in source["approximateArrivalTimestamp"]
+    ]
+    bounded = bound_watermark_times(arrivals, [r["watermark_time"] for r in rows], late_before_us)
+    columns: dict[str, list[Any]] = {name: [] for name in _ARROW_SCHEMA.names}
+    for row, watermark_time in zip(rows, bounded, strict=True):
+        row["watermark_time"] = watermark_time
         for name, value in row.items():
             columns[name].append(value)
-    return pa.RecordBatch.from_pydict(columns, schema=_ARROW_SCHEMA)
+    return pa.Table.from_pydict(columns, schema=_ARROW_SCHEMA)
 
 
 def parse_records(records: DataFrame, key_env: str, thresholds: ThresholdStore) -> DataFrame:
