@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--state-api", choices=("pandas", "row", "group_state"), default=None)
     parser.add_argument(
+        "--resume-from-lake",
+        action="store_true",
+        help="on a new (reset) checkpoint, start each shard right after the last record the lake "
+        "holds, instead of at --starting-position; ignored when the checkpoint has progress",
+    )
+    parser.add_argument(
         "--source-option",
         type=_key_value,
         action="append",

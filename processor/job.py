@@ -9,6 +9,7 @@ the foreachBatch query. SIGTERM (or Ctrl+C) stops the query after the batch in f
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -33,6 +34,7 @@ from processor.kinesis_source import register
 from processor.late import ThresholdStore, delay_ms
 from processor.metrics import ProgressMetrics
 from processor.parse import deduplicate, parse_records
+from processor.resume import checkpoint_has_progress, lake_positions
 from processor.scoring import FrameScorer, frame_scorer, score_on_batches
 from processor.sinks import LakeWriter
 from processor.spark_session import build_spark
@@ -71,6 +73,17 @@ def ingest(
     for key, value in {**source_options(settings), **(extra or {})}.items():
         reader = reader.option(key, value)
     return reader.load()
+
+
+def resume_options(spark: SparkSession, settings: Settings) -> dict[str, str]:
+    """Source options that start a new checkpoint where the lake ends (see processor/resume)."""
+    checkpoint = settings.processor.checkpoint_location
+    if checkpoint_has_progress(spark, checkpoint):
+        logger.info("--resume-from-lake ignored: checkpoint %s has progress", checkpoint)
+        return {}
+    positions = lake_positions(spark, settings.processor.lake_path)
+    logger.info("new checkpoint: resuming after the lake's last records %s", positions)
+    return {"startingSequenceNumbers": json.dumps(positions)} if positions else {}
 
 
 def threshold_store(settings: Settings) -> ThresholdStore:
@@ -186,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        records = ingest(spark, settings, args.source_option)
+        extra = dict(args.source_option)
+        if args.resume_from_lake:
+            extra.update(resume_options(spark, settings))
+        records = ingest(spark, settings, extra)
         query = write(transform(records, settings), settings, writer, args.available_now)
     except FraudPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

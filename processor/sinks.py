@@ -3,11 +3,16 @@
 Every table write carries `txnAppId` (stable per query) and `txnVersion` (the batch id): when
 a batch is replayed after a crash, Delta skips the writes it already committed, so at-least-once
 delivery gives exactly-once tables.
+
+The writer id comes from the query id that Spark stores in the checkpoint's `metadata` file when
+it creates the checkpoint, not from the checkpoint's path: a reset (the folder deleted, or a new
+one) starts again at batch 0 under a new id, so Delta cannot mistake its batches for ones it
+already has and skip them.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from processor.late import ThresholdStore, advance
 from processor.parse import EVENT_SCHEMA, dead_letters, valid_events
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +36,27 @@ def table_path(lake_path: str, table: str) -> str:
     return f"{lake_path.rstrip('/')}/{table}"
 
 
-def app_id(checkpoint_location: str, table: str) -> str:
-    """A writer id that is stable for one query (its checkpoint) and one table."""
-    digest = hashlib.sha256(checkpoint_location.encode()).hexdigest()[:16]
-    return f"fraud-processor-{digest}-{table}"
+def app_id(query_id: str, table: str) -> str:
+    """A writer id that is stable for one query (the id in its checkpoint) and one table."""
+    return f"fraud-processor-{query_id}-{table}"
+
+
+def checkpoint_query_id(spark: SparkSession, checkpoint_location: str) -> str:
+    """The query id in `<checkpoint>/metadata`, read through Hadoop (local, s3a:// alike).
+
+    Spark writes the file before the first batch and never changes it, so the id is the same
+    for every restart on one checkpoint and new after a reset.
+    """
+    jvm = spark._jvm  # noqa: SLF001 - the Hadoop FileSystem API has no Python binding
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint_location.rstrip('/')}/metadata")
+    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+    stream = fs.open(path)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    return str(json.loads(text.splitlines()[0])["id"])
 
 
 def write_delta(frame: DataFrame, path: str, partition: str, writer_id: str, batch_id: int) -> None:
@@ -88,8 +110,12 @@ class LakeWriter:
     # Where the next batch's late threshold is recorded (processor/late.py); None: not tracked.
     thresholds: ThresholdStore | None = None
     watermark_delay_ms: int = 0
+    # The checkpoint's query id (read at the first batch); names this query's Delta writes.
+    query_id: str | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if self.query_id is None:
+            self.query_id = checkpoint_query_id(batch.sparkSession, self.checkpoint_location)
         raw: DataFrame | None = None
         if self.prepare is not None:
             # The operator's output feeds several actions: compute it (and its state) once.
@@ -113,6 +139,12 @@ class LakeWriter:
             # One job counts every table's rows; empty tables are then not written at all.
             for row in batch.groupBy(_table_of_row()).count().collect():
                 counts[row[0]] = row[1]
+            # Alerts first: they are idempotent (keyed by transaction id), so if the lake commit
+            # then fails, the replay rewrites the same items; the other way round, an outage of
+            # the alert table would leave ALERT rows in the lake with no alert behind them.
+            if counts["transactions"]:
+                for sink in self.transaction_sinks:
+                    sink(transactions, batch_id)
             for table, frame in frames.items():
                 if counts[table]:
                     partition = "arrival_date" if table == "dead_letters" else "event_date"
@@ -120,12 +152,9 @@ class LakeWriter:
                         frame,
                         table_path(self.lake_path, table),
                         partition,
-                        app_id(self.checkpoint_location, table),
+                        app_id(self.query_id, table),
                         batch_id,
                     )
-            if counts["transactions"]:
-                for sink in self.transaction_sinks:
-                    sink(transactions, batch_id)
             if self.thresholds is not None:
                 largest = batch.agg(F.max(F.unix_millis("watermark_time")).alias("m")).first()
                 if largest is not None and largest["m"] is not None:

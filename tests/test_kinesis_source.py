@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -59,6 +60,8 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
         ({"streamName": "s", "maxRecordsPerTrigger": "0"}, "option 'maxRecordsPerTrigger'"),
         ({"streamName": "s", "readMode": "twice"}, "option 'readMode'"),
         ({"streamName": "s", "awsAccessKeyId": "x"}, "'awsSecretKey'"),
+        ({"streamName": "s", "startingSequenceNumbers": "[1]"}, "'startingSequenceNumbers'"),
+        ({"streamName": "s", "startingSequenceNumbers": '{"a": 1}'}, "'startingSequenceNumbers'"),
     ],
 )
 def test_bad_options_are_one_clear_error(given: dict[str, str], message: str) -> None:
@@ -163,6 +166,24 @@ def test_replayed_batch_reads_exactly_the_same_records(settings: Settings) -> No
         end = next_end
     assert len(first) + len(rest) == 300
     assert {r["data"] for r in first}.isdisjoint({r["data"] for r in rest})
+
+
+@pytest.mark.integration
+def test_starting_sequence_numbers_resume_right_after_them(settings: Settings) -> None:
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 2)
+    put(client, settings.kinesis.stream_name, items(100))
+    first = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="30")))
+    _, done = drain(first, first.initialOffset(), ReadAllAvailable())
+    last = {}
+    for row in done:  # the last record processed in each shard
+        last[row["shardId"]] = row["sequenceNumber"]
+    resumed = KinesisStreamReader(
+        parse_options(options(settings, startingSequenceNumbers=json.dumps(last)))
+    )
+    _, rest = drain(resumed, resumed.initialOffset(), ReadAllAvailable())
+    assert len(done) == 60 and len(rest) == 40
+    assert sorted(r["data"] for r in done + rest) == sorted(d for _, d in items(100))
 
 
 @pytest.mark.integration

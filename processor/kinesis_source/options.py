@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ class SourceOptions:
     max_retries: int
     retry_backoff_ms: int
     fetch_log: str | None
+    # Shard -> the last sequence number already processed: those shards start right after it
+    # (a fresh checkpoint resuming where the lake ends); other shards start at the position.
+    starting_sequence_numbers: tuple[tuple[str, str], ...] = ()
 
 
 def _get(options: Mapping[str, str], name: str) -> str | None:
@@ -71,6 +75,24 @@ def _timestamp_ms(name: str, raw: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _sequence_numbers(raw: str | None) -> tuple[tuple[str, str], ...]:
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SourceOptionError(
+            "option 'startingSequenceNumbers' must be a JSON object {shardId: sequenceNumber}"
+        ) from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.isdigit() for k, v in value.items()
+    ):
+        raise SourceOptionError(
+            "option 'startingSequenceNumbers' must map shard ids to decimal sequence numbers"
+        )
+    return tuple(sorted(value.items()))
+
+
 def parse_options(options: Mapping[str, str]) -> SourceOptions:
     """Validate the options; a missing or invalid one raises SourceOptionError naming it."""
     stream = _get(options, "streamName")
@@ -107,4 +129,5 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         max_retries=_int(options, "maxRetries", 8, 0, 100) or 0,
         retry_backoff_ms=_int(options, "retryBackoffMs", 100, 1, 60_000) or 100,
         fetch_log=_get(options, "fetchLogPath") or None,
+        starting_sequence_numbers=_sequence_numbers(_get(options, "startingSequenceNumbers")),
     )

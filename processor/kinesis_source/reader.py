@@ -101,7 +101,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return self._client
 
     def initialOffset(self) -> dict[str, Any]:
-        return {"position": _initial_position(self.options), "shards": {}}
+        shards = {
+            shard: {"after": sequence, "closed": False}
+            for shard, sequence in self.options.starting_sequence_numbers
+        }
+        return {"position": _initial_position(self.options), "shards": shards}
 
     def getDefaultReadLimit(self) -> ReadLimit:
         if self.options.max_records_per_trigger is not None:

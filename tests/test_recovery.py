@@ -1,0 +1,97 @@
+"""Recovery without loss: a checkpoint reset and an alert-table outage (in process, Spark local)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.aws import make_client
+from config.exceptions import DeliveryError
+from config.settings import Settings
+from processor.alerts import AlertWriter, scan_alerts
+from processor.job import ingest, lake_writer, resume_options, transform, write
+from processor.scoring import frame_scorer
+from processor.sinks import LakeWriter, table_path
+from scripts.setup_aws import ensure_alerts_table
+from tests.test_processor_job import expected_transactions, produce
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def run(spark: Any, settings: Settings, writer: LakeWriter, extra: dict[str, str]) -> Any:
+    query = write(transform(ingest(spark, settings, extra), settings), settings, writer, True)
+    try:
+        query.awaitTermination()
+    except Exception:  # noqa: BLE001 - the caller inspects query.exception()
+        pass
+    return query
+
+
+def lake_ids(spark: Any, settings: Settings) -> list[str]:
+    rows = spark.read.format("delta").load(table_path(settings.processor.lake_path, "transactions"))
+    return [row.transaction_id for row in rows.select("transaction_id").collect()]
+
+
+def test_checkpoint_reset_resumes_where_the_lake_ends(spark: Any, settings: Settings) -> None:
+    first = produce(settings, 300, seed=101, anomaly_rate=0.0)
+    query = run(spark, settings, lake_writer(settings), {})
+    assert query.exception() is None
+    assert sorted(lake_ids(spark, settings)) == sorted(expected_transactions(first))
+
+    # The way out of a crash loop: throw the checkpoint away, keep the lake.
+    shutil.rmtree(settings.processor.checkpoint_location)
+    second = produce(settings, 200, seed=202, anomaly_rate=0.0)
+    extra = resume_options(spark, settings)
+    assert set(extra) == {"startingSequenceNumbers"}
+    query = run(spark, settings, lake_writer(settings), extra)
+    assert query.exception() is None
+
+    # Batch 0 of the new checkpoint was written (a writer id from the path would have made
+    # Delta skip it as already committed), and nothing of the first run was read again.
+    ids = lake_ids(spark, settings)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected_transactions(first) | expected_transactions(second)
+    # With progress in the checkpoint the option is ignored: the checkpoint's offsets win.
+    assert resume_options(spark, settings) == {}
+
+
+class FailingOnce:
+    """An alert sink whose table is unreachable for its first batch."""
+
+    def __init__(self, inner: AlertWriter) -> None:
+        self.inner = inner
+        self.failed = False
+
+    def __call__(self, transactions: Any, batch_id: int) -> None:
+        if not self.failed:
+            self.failed = True
+            raise DeliveryError("alerts table unreachable (injected)")
+        self.inner(transactions, batch_id)
+
+
+def test_alert_outage_never_leaves_an_alert_row_without_its_alert(
+    spark: Any, settings: Settings, trained_model: Path
+) -> None:
+    settings = settings.with_overrides(model={"path": str(trained_model)})
+    ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
+    produce(settings, 1_500, seed=31, fraud_rate=0.05, anomaly_rate=0.0, num_customers=200)
+    alerts = AlertWriter(settings)
+    failing = lake_writer(settings, frame_scorer(spark, settings), alerts)
+    failing.transaction_sinks = [FailingOnce(alerts)]
+    query = run(spark, settings, failing, {})
+    assert query.exception() is not None  # the batch failed and will be replayed
+    transactions = table_path(settings.processor.lake_path, "transactions")
+    # Nothing reached the lake ahead of its alerts.
+    assert not Path(transactions).exists() or not any(
+        row.decision == "ALERT" for row in spark.read.format("delta").load(transactions).collect()
+    )
+
+    query = run(spark, settings, lake_writer(settings, frame_scorer(spark, settings), alerts), {})
+    assert query.exception() is None
+    rows = spark.read.format("delta").load(transactions)
+    alerted = sorted(r.transaction_id for r in rows.where("decision = 'ALERT'").collect())
+    assert alerted, "the model should alert on some of the fraud"
+    assert sorted(i["transaction_id"]["S"] for i in scan_alerts(settings)) == alerted
