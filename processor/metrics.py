@@ -1,7 +1,8 @@
 """One JSON log line per micro-batch, and the same figures as Prometheus metrics.
 
-Input rows, rows/s, batch duration, dead letters, late events (rows Spark's watermark dropped)
-and the source lag (MillisBehindLatest per shard, reported by the Kinesis source).
+Input rows, rows/s, batch duration, dead letters, late events (the batch's `late` dead letters,
+plus any row Spark's watermark dropped, which the watermark bounds keep at zero) and the source
+lag (MillisBehindLatest per shard, reported by the Kinesis source).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         latest = source.get("latestOffset")
         if isinstance(latest, str) and latest.startswith("{"):
             lag.update(json.loads(latest).get("millisBehindLatest", {}))
-    late = sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", []))
+    dropped = sum(
+        op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", [])
+    )
     same_batch = counts.batch_id == progress.get("batchId")
+    late = dropped + (counts.late if same_batch else 0)
     return {
         "batch_id": progress.get("batchId"),
         "input_rows": progress.get("numInputRows", 0),

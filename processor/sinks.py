@@ -87,6 +87,7 @@ class BatchCounts:
 
     batch_id: int = -1
     counts: dict[str, int] = field(default_factory=dict)
+    late: int = 0  # of the dead letters, those older than the watermark
     totals: dict[str, int] = field(default_factory=dict)
 
 
@@ -136,9 +137,13 @@ class LakeWriter:
                 "dead_letters": dead_letters(batch),
             }
             counts = dict.fromkeys(frames, 0)
-            # One job counts every table's rows; empty tables are then not written at all.
-            for row in batch.groupBy(_table_of_row()).count().collect():
-                counts[row[0]] = row[1]
+            late = 0
+            # One job counts every table's rows (and the late dead letters among them); empty
+            # tables are then not written at all.
+            is_late = F.coalesce(F.col("dead_letter_reason") == "late", F.lit(False))
+            for row in batch.groupBy(_table_of_row(), is_late.alias("late")).count().collect():
+                counts[row[0]] += row[2]
+                late += row[2] if row[1] else 0
             # Alerts first: they are idempotent (keyed by transaction id), so if the lake commit
             # then fails, the replay rewrites the same items; the other way round, an outage of
             # the alert table would leave ALERT rows in the lake with no alert behind them.
@@ -168,6 +173,7 @@ class LakeWriter:
                 raw.unpersist()
         self.stats.batch_id = batch_id
         self.stats.counts = counts
+        self.stats.late = late
         for table, count in counts.items():
             self.stats.totals[table] = self.stats.totals.get(table, 0) + count
         logger.debug("batch %d wrote %s", batch_id, counts)

@@ -25,12 +25,12 @@ PROGRESS = {
 
 
 def test_summary_reads_progress_and_what_the_sinks_wrote() -> None:
-    counts = BatchCounts(batch_id=7, counts={"transactions": 1100, "dead_letters": 12})
+    counts = BatchCounts(batch_id=7, counts={"transactions": 1100, "dead_letters": 12}, late=9)
     summary = batch_summary(PROGRESS, counts)
     assert summary["input_rows"] == 1200
     assert summary["processed_rows_per_s"] == 1100.2
     assert summary["dead_letters"] == 12
-    assert summary["late_events"] == 3
+    assert summary["late_events"] == 9 + 3  # late dead letters + rows the watermark dropped
     assert summary["source_lag_ms"] == {"shard-0": 1500, "shard-1": 0}
     assert summary["max_source_lag_ms"] == 1500
     # Counts of another batch are not attributed to this one.
@@ -42,11 +42,11 @@ def test_summary_reads_progress_and_what_the_sinks_wrote() -> None:
 
 def test_prometheus_endpoint_serves_the_same_figures() -> None:
     port = free_port()
-    listener = ProgressMetrics(BatchCounts(batch_id=7, counts={"dead_letters": 12}), port)
+    listener = ProgressMetrics(BatchCounts(batch_id=7, counts={"dead_letters": 12}, late=2), port)
     listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(json=json.dumps(PROGRESS))))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert "fraud_input_rows_total 1200.0" in text
     assert "fraud_dead_letters_total 12.0" in text
-    assert "fraud_late_events_total 3.0" in text
+    assert "fraud_late_events_total 5.0" in text
     assert 'fraud_source_lag_ms{shard="shard-0"} 1500.0' in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -261,7 +262,8 @@ def test_events_older_than_the_watermark_become_late_dead_letters(
             for e in (late, fresh)
         ],
     )
-    run_available_now(spark, settings)
+    writer = run_available_now(spark, settings)
+    assert writer.stats.late == 1  # the metric counts what it says
 
     lake = settings.processor.lake_path
     ids = {
@@ -274,3 +276,51 @@ def test_events_older_than_the_watermark_become_late_dead_letters(
     assert len(late_rows) == 1
     assert b"tx-late-000001" in late_rows[0].raw_payload
     assert template["card_number"].encode() not in late_rows[0].raw_payload
+
+
+def _digits_only(data: bytes) -> bytes:
+    """The bytes with JSON digit escapes decoded and everything but digits and letters gone."""
+    decoded = re.sub(rb"\\u003([0-9])", rb"\1", data)
+    return re.sub(rb"[^0-9A-Za-z]", b"", decoded)
+
+
+@pytest.mark.slow
+def test_poison_records_and_written_pans_stop_nothing_and_rest_nowhere(
+    spark: Any, settings: Settings
+) -> None:
+    produced = produce(settings, 100, seed=23, anomaly_rate=0.0)
+    template = json.loads(next(r.data for r in produced.records if r.event_type == "transaction"))
+    pan = template["card_number"]
+    groups = [pan[i : i + 4] for i in range(0, len(pan), 4)]
+    escaped = "".join(f"\\u{ord(c):04x}" for c in pan).encode()
+    poison: dict[bytes, str] = {
+        b"[" * 10_000 + b"]" * 10_000: "not_json",
+        encode_event({**template, "schema_version": [1]}): "unknown_schema_version",
+        encode_event({**template, "event_type": {"x": 1}}): "unknown_event_type",
+        encode_event({**template, "event_time": "9999-12-31T23:59:59-01:00"}): "invalid_value",
+        encode_event({**template, "currency": " ".join(groups)}): "invalid_value",
+        encode_event({**template, "channel": "-".join(groups)}): "invalid_value",
+        encode_event({**template, "schema_version": pan}): "unknown_schema_version",
+        encode_event({**template, "amount": "x"})[:-1] + b',"n":"' + escaped + b'"}': "wrong_type",
+    }
+    client = make_client("kinesis", settings.aws)
+    client.put_records(
+        StreamName=settings.kinesis.stream_name,
+        Records=[{"PartitionKey": pan, "Data": data} for data in poison],
+    )
+    run_available_now(spark, settings)  # asserts the query ended without an exception
+
+    lake = Path(settings.processor.lake_path)
+    dead = spark.read.format("delta").load(table_path(str(lake), "dead_letters")).collect()
+    assert Counter(row.reason for row in dead) == Counter(poison.values())
+    prefix = pan[:12].encode()
+    for row in dead:
+        assert prefix not in _digits_only(row.raw_payload)
+        assert prefix not in _digits_only((row.detail or "").encode())
+    # Delta's log holds column statistics (min/max prefixes of strings): no PAN prefix there.
+    for log in lake.rglob("_delta_log/*.json"):
+        assert prefix not in _digits_only(log.read_bytes()), log
+    assert {
+        r.transaction_id
+        for r in spark.read.format("delta").load(table_path(str(lake), "transactions")).collect()
+    } == expected_transactions(produced)
