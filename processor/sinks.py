@@ -161,10 +161,11 @@ class LakeWriter:
                         batch_id,
                     )
             if self.thresholds is not None:
+                # From what batch N-1 left, never from this batch's own earlier attempt.
                 largest = batch.agg(F.max(F.unix_millis("watermark_time")).alias("m")).first()
-                if largest is not None and largest["m"] is not None:
-                    state = advance(self.thresholds.read(), largest["m"], self.watermark_delay_ms)
-                    self.thresholds.write(state)
+                before = self.thresholds.read(as_of=batch_id - 1)
+                moment = None if largest is None else largest["m"]
+                self.thresholds.write(advance(before, moment, self.watermark_delay_ms), batch_id)
         finally:
             if self.score is not None and transactions is not None:
                 transactions.unpersist()

@@ -9,6 +9,7 @@ import pytest
 from config.aws import make_client
 from config.settings import Settings
 from processor.late import (
+    RETAINED_FILES,
     WATERMARK_MAX_SKEW_US,
     ThresholdStore,
     advance,
@@ -70,11 +71,45 @@ def test_rows_let_through_never_fall_under_the_current_threshold() -> None:
     assert bound_watermark_times([arrival], [threshold - MIN_US], threshold) == [threshold + 1]
 
 
-def test_local_store_round_trip(tmp_path: Path) -> None:
-    store = ThresholdStore(str(tmp_path / "checkpoint"))
+def _commit(checkpoint: Path, batch_id: int) -> None:
+    """What Spark writes when a batch has finished: its entry in the commit log."""
+    (checkpoint / "commits").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "commits" / str(batch_id)).write_text("v1\n{}")
+
+
+def test_a_replayed_batch_reads_what_the_previous_batch_left(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    store = ThresholdStore(str(checkpoint))
     assert store.read() == {}
-    store.write({"max_event_time_ms": 5, "threshold_ms": 1})
+    store.write({"max_event_time_ms": 5, "threshold_ms": 1}, batch_id=0)
+    assert store.read() == {}  # batch 0 has not committed: batch 0 itself read nothing
+    _commit(checkpoint, 0)
     assert store.read() == {"max_event_time_ms": 5, "threshold_ms": 1}
+
+    # Batch 1 writes its state, then crashes before its commit: the replay of batch 1 must
+    # read what batch 0 left, exactly as the first attempt did.
+    store.write({"max_event_time_ms": 90, "threshold_ms": 80}, batch_id=1)
+    assert store.read() == {"max_event_time_ms": 5, "threshold_ms": 1}
+    assert store.read(as_of=0) == {"max_event_time_ms": 5, "threshold_ms": 1}
+    _commit(checkpoint, 1)
+    assert store.read()["threshold_ms"] == 80
+
+
+def test_a_batch_without_a_file_falls_back_to_the_newest_before_it(tmp_path: Path) -> None:
+    store = ThresholdStore(str(tmp_path))
+    store.write({"max_event_time_ms": 7, "threshold_ms": 2}, batch_id=3)
+    for batch in range(6):
+        _commit(tmp_path, batch)
+    assert store.read() == store.read(as_of=4) == {"max_event_time_ms": 7, "threshold_ms": 2}
+    assert store.read(as_of=2) == {}
+
+
+def test_old_files_are_pruned(tmp_path: Path) -> None:
+    store = ThresholdStore(str(tmp_path))
+    for batch in range(0, RETAINED_FILES + 10):
+        store.write({"max_event_time_ms": batch, "threshold_ms": batch}, batch_id=batch)
+    kept = sorted(int(p.stem) for p in (tmp_path / "_late_threshold").glob("*.json"))
+    assert kept[0] == 9 and kept[-1] == RETAINED_FILES + 9
 
 
 @pytest.mark.integration
@@ -89,5 +124,9 @@ def test_s3_store_round_trip(settings: Settings) -> None:
         aws.secret_access_key,
     )
     assert store.read() == {}
-    store.write({"max_event_time_ms": 9, "threshold_ms": 3})
+    store.write({"max_event_time_ms": 9, "threshold_ms": 3}, batch_id=0)
+    make_client("s3", aws).put_object(
+        Bucket=settings.s3.bucket, Key="checkpoints/job/commits/0", Body=b"v1\n{}"
+    )
+    assert store.last_committed_batch() == 0
     assert store.read() == {"max_event_time_ms": 9, "threshold_ms": 3}
