@@ -95,6 +95,10 @@ def build_spark(
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Delta rebuilds a table's snapshot before every write in this many tasks (default 50).
+        # Our tables' logs are small, so 50 tasks were pure scheduling overhead on each of the
+        # four writes of every batch (docs/benchmarks.md: before/after).
+        "spark.databricks.delta.snapshotPartitions": str(settings.processor.shuffle_partitions),
         **s3a_options(settings),
     }
     jars = jar_paths()

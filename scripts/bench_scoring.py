@@ -85,12 +85,21 @@ def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - began
     assert query.exception() is None, query.exception()
     delivered = sum(writer.stats.totals.values())
+    batches = [
+        (p["numInputRows"], p["batchDuration"]) for p in query.recentProgress if p["numInputRows"]
+    ]
+    # Steady batches: every data batch but the first (which starts the Python workers).
+    steady = sorted(duration for _, duration in batches[1:])
     return {
         "records": delivered,
         "seconds": round(elapsed, 1),
         "events_per_s": round(delivered / elapsed),
         "alerts": alerts.stats.written,
         "tables": writer.stats.totals,
+        "data_batches": len(batches),
+        "first_batch_ms": batches[0][1] if batches else None,
+        "steady_batch_median_ms": steady[len(steady) // 2] if steady else None,
+        "batches": batches,
     }
 
 
@@ -167,10 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="1000,200", help="events/s for the latency runs")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--model", default=None, help="trained model folder (default: train one)")
+    parser.add_argument(
+        "--max-records-per-shard", type=int, default=None, help="per batch (default: config)"
+    )
+    parser.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting"
+    )
+    parser.add_argument("--label", default="", help="saved as bench-results/scoring[-LABEL].json")
     args = parser.parse_args(argv)
+    confs = dict(item.split("=", 1) for item in args.conf)
     os.environ.setdefault("CARD_TOKEN_KEY", "benchmark-only-tokenisation-key")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"load_average_before": os.getloadavg(), "conf": confs}
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
         model_path = args.model or str(root / "model")
@@ -179,28 +196,33 @@ def main(argv: list[str] | None = None) -> int:
         emulator = LocalAws("127.0.0.1", free_port(), root / "moto")
         start(emulator)
         try:
+            processor: dict[str, Any] = {"shuffle_partitions": 4, "metrics_port": 0}
+            if args.max_records_per_shard:
+                processor["max_records_per_shard"] = args.max_records_per_shard
             base = load_config("local").with_overrides(
                 aws={"endpoint_url": emulator.endpoint_url},
-                processor={"shuffle_partitions": 4, "metrics_port": 0},
+                processor=processor,
                 model={"path": model_path},
             )
             spark = build_spark(base, app_name="bench-scoring", master="local[2]",
-                                extra={"spark.driver.host": "127.0.0.1"})  # fmt: skip
+                                extra={"spark.driver.host": "127.0.0.1", **confs})  # fmt: skip
             spark.sparkContext.setLogLevel("ERROR")
             first = _run_settings(base, root, "throughput")
             results["throughput"] = throughput(spark, first, args.events)
             print("throughput", json.dumps(results["throughput"]), flush=True)
             results["scoring"] = vectorised_vs_rows(spark, first, model_path)
             print("scoring", json.dumps(results["scoring"]), flush=True)
-            for rate in (int(r) for r in args.rates.split(",")):
+            for rate in (int(r) for r in args.rates.split(",") if r.strip()):
                 run = _run_settings(base, root, f"latency-{rate}")
                 results[f"latency_at_{rate}"] = latency(spark, run, rate, args.duration)
                 print(f"latency at {rate}/s", json.dumps(results[f"latency_at_{rate}"]), flush=True)
             spark.stop()
         finally:
             stop(emulator)
+    results["load_average_after"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scoring.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = f"scoring-{args.label}.json" if args.label else "scoring.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
