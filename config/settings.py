@@ -104,7 +104,14 @@ class ProcessorSettings(_Section):
     checkpoint_location: str
     metrics_port: int = Field(ge=0, le=65535)
     tokenization_key_env: str
-    state_api: Literal["pandas", "row", "group_state"] = "row"
+    # A shard with nothing newer than this (arrival time) stops holding the watermark back.
+    idle_shard_timeout: str = Field(
+        default="1 minute", pattern=r"^\d+\s*(seconds?|minutes?|hours?|days?)$"
+    )
+    # How long (event time) a transaction id is remembered for exact dedupe.
+    dedupe_retention: str = Field(
+        default="35 days", pattern=r"^\d+\s*(seconds?|minutes?|hours?|days?)$"
+    )
 
 
 class ModelSettings(_Section):

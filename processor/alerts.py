@@ -18,34 +18,18 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeSerializer
-from pyspark.sql import functions as F
 
 from config.aws import make_client
 from config.exceptions import DeliveryError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, Row
+    from collections.abc import Mapping
 
     from config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 25
-ALERT_COLUMNS = (
-    "transaction_id",
-    "card_token",
-    "card_last4",
-    "amount",
-    "currency",
-    "merchant_id",
-    "terminal_id",
-    "event_time",
-    "approximateArrivalTimestamp",
-    "fraud_score",
-    "reason_codes",
-    "model_version",
-    "decision",
-)
 _SERIALIZER = TypeSerializer()
 
 
@@ -59,7 +43,9 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
-def alert_item(row: Row, detected_ms: int, ttl_days: int, batch_id: int) -> dict[str, Any]:
+def alert_item(
+    row: Mapping[str, Any], detected_ms: int, ttl_days: int, batch_id: int
+) -> dict[str, Any]:
     """The DynamoDB item of one alert (plain Python values; serialised later)."""
     event_ms = _millis(row["event_time"])
     arrival = row["approximateArrivalTimestamp"]
@@ -104,7 +90,7 @@ class AlertStats:
 
 @dataclass
 class AlertWriter:
-    """A LakeWriter transaction sink: ALERT rows of a scored batch -> the alerts table."""
+    """A LakeWriter transaction sink: the ALERT rows of a scored batch -> the alerts table."""
 
     settings: Settings
     max_attempts: int = 8
@@ -118,8 +104,8 @@ class AlertWriter:
             self._client = make_client("dynamodb", self.settings.aws)
         return self._client
 
-    def __call__(self, transactions: DataFrame, batch_id: int) -> None:
-        rows = transactions.where(F.col("decision") == "ALERT").select(*ALERT_COLUMNS).collect()
+    def __call__(self, transactions: list[dict[str, Any]], batch_id: int) -> None:
+        rows = [row for row in transactions if row.get("decision") == "ALERT"]
         if not rows:
             return
         detected_ms = int(time.time() * 1000)

@@ -38,7 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threshold", type=float, default=None, help="override the card's threshold"
     )
-    parser.add_argument("--state-api", choices=("pandas", "row", "group_state"), default=None)
     parser.add_argument(
         "--resume-from-lake",
         action="store_true",
@@ -71,7 +70,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "max_records_per_shard": args.max_records_per_shard,
             "watermark": args.watermark,
             "metrics_port": args.metrics_port,
-            "state_api": args.state_api,
         }.items()
         if value is not None
     }

@@ -26,16 +26,15 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.exceptions import FraudPipelineError
-from ml_model.features import FEATURE_NAMES
 from processor.alerts import AlertWriter
+from processor.checkpoint_files import CheckpointFiles
 from processor.cli import parse_args, settings_from_args
-from processor.features import merge_feature_parts, with_features
+from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.kinesis_source import register
-from processor.late import ThresholdStore, delay_ms
 from processor.metrics import ProgressMetrics
-from processor.parse import deduplicate, parse_records
+from processor.parse import parse_records
 from processor.resume import checkpoint_has_progress, lake_positions
-from processor.scoring import FrameScorer, frame_scorer, score_on_batches
+from processor.scoring import FrameScorer, frame_scorer
 from processor.sinks import LakeWriter
 from processor.spark_session import build_spark
 
@@ -86,9 +85,9 @@ def resume_options(spark: SparkSession, settings: Settings) -> dict[str, str]:
     return {"startingSequenceNumbers": json.dumps(positions)} if positions else {}
 
 
-def threshold_store(settings: Settings) -> ThresholdStore:
+def checkpoint_files(settings: Settings) -> CheckpointFiles:
     aws = settings.aws
-    return ThresholdStore(
+    return CheckpointFiles(
         settings.processor.checkpoint_location,
         aws.endpoint_url,
         aws.region,
@@ -97,36 +96,41 @@ def threshold_store(settings: Settings) -> ThresholdStore:
     )
 
 
+def feature_engine(settings: Settings) -> FeatureEngine:
+    processor = settings.processor
+    return FeatureEngine(
+        StateStore(checkpoint_files(settings)),
+        EngineSettings(
+            watermark_delay_ms=delay_ms(processor.watermark),
+            idle_shard_timeout_ms=delay_ms(processor.idle_shard_timeout),
+            dedupe_retention_ms=delay_ms(processor.dedupe_retention),
+        ),
+    )
+
+
 def lake_writer(
     settings: Settings,
     score: FrameScorer | None = None,
     alerts: AlertWriter | None = None,
 ) -> LakeWriter:
-    """The foreachBatch sink: lake tables, scores (when a scorer is given) and alerts."""
+    """The foreachBatch sink: engine, scores (when a scorer is given), alerts and the lake."""
     return LakeWriter(
         settings.processor.lake_path,
         settings.processor.checkpoint_location,
-        prepare=merge_feature_parts,
-        transaction_columns=FEATURE_NAMES,
-        score=score_on_batches(score) if score is not None else None,
+        feature_engine(settings),
+        score=score,
         transaction_sinks=[alerts] if alerts is not None else [],
-        thresholds=threshold_store(settings),
-        watermark_delay_ms=delay_ms(settings.processor.watermark),
     )
 
 
 def scoring_writer(spark: SparkSession, settings: Settings) -> LakeWriter:
     """The job's sink: refuses to build (ModelError) when the model does not fit the features."""
-    return lake_writer(settings, frame_scorer(spark, settings), AlertWriter(settings))
+    return lake_writer(settings, frame_scorer(settings), AlertWriter(settings))
 
 
 def transform(records: DataFrame, settings: Settings) -> DataFrame:
-    key_env = settings.processor.tokenization_key_env
-    return (
-        records.transform(parse_records, key_env, threshold_store(settings))
-        .transform(deduplicate, settings.processor.watermark)
-        .transform(with_features, settings.processor.state_api)
-    )
+    """Parse and tokenise; everything stateful happens in the sink's engine."""
+    return records.transform(parse_records, settings.processor.tokenization_key_env)
 
 
 def write(

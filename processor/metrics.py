@@ -1,7 +1,7 @@
 """One JSON log line per micro-batch, and the same figures as Prometheus metrics.
 
-Input rows, rows/s, batch duration, dead letters, late events (the batch's `late` dead letters,
-plus any row Spark's watermark dropped, which the watermark bounds keep at zero) and the source
+Input rows, rows/s, batch duration, dead letters, late events (behind the watermark, scored all
+the same), dropped duplicates, the engine's time and state written, the watermark, and the source
 lag (MillisBehindLatest per shard, reported by the Kinesis source).
 """
 
@@ -26,11 +26,7 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         latest = source.get("latestOffset")
         if isinstance(latest, str) and latest.startswith("{"):
             lag.update(json.loads(latest).get("millisBehindLatest", {}))
-    dropped = sum(
-        op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", [])
-    )
     same_batch = counts.batch_id == progress.get("batchId")
-    late = dropped + (counts.late if same_batch else 0)
     return {
         "batch_id": progress.get("batchId"),
         "input_rows": progress.get("numInputRows", 0),
@@ -39,8 +35,11 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         "batch_duration_ms": progress.get("batchDuration", 0),
         "written": counts.counts if same_batch else {},
         "dead_letters": counts.counts.get("dead_letters", 0) if same_batch else 0,
-        "late_events": late,
-        "watermark": progress.get("eventTime", {}).get("watermark"),
+        "late_events": counts.late if same_batch else 0,
+        "duplicates": counts.duplicates if same_batch else 0,
+        "engine_ms": counts.engine_ms if same_batch else 0,
+        "state_bytes": counts.state_bytes if same_batch else 0,
+        "watermark_ms": counts.watermark_ms,
         "source_lag_ms": lag,
         "max_source_lag_ms": max((v for v in lag.values() if v is not None), default=None),
     }
@@ -55,7 +54,10 @@ class ProgressMetrics(StreamingQueryListener):
         self.input_rows = Counter("fraud_input_rows", "Records read", registry=self.registry)
         self.dead = Counter("fraud_dead_letters", "Dead letters written", registry=self.registry)
         self.late = Counter(
-            "fraud_late_events", "Events older than the watermark", registry=self.registry
+            "fraud_late_events", "Events behind the watermark (scored)", registry=self.registry
+        )
+        self.duplicates = Counter(
+            "fraud_duplicates", "Re-sent copies dropped", registry=self.registry
         )
         self.rate = Gauge("fraud_processed_rows_per_second", "Rows/s", registry=self.registry)
         self.duration = Gauge("fraud_batch_duration_ms", "Batch duration", registry=self.registry)
@@ -76,6 +78,7 @@ class ProgressMetrics(StreamingQueryListener):
         self.input_rows.inc(summary["input_rows"])
         self.dead.inc(summary["dead_letters"])
         self.late.inc(summary["late_events"])
+        self.duplicates.inc(summary["duplicates"])
         self.rate.set(summary["processed_rows_per_s"])
         self.duration.set(summary["batch_duration_ms"])
         for shard, lag in summary["source_lag_ms"].items():

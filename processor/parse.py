@@ -9,13 +9,13 @@ masked.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BinaryType,
     BooleanType,
@@ -30,7 +30,6 @@ from pyspark.sql.types import (
 )
 
 from processor.card_tokens import card_token, load_key, mask_pans, mask_pans_in_text
-from processor.late import ThresholdStore, bound_watermark_times
 from producer.contract import (
     ID_FIELD,
     REASON_UNPARSEABLE,
@@ -84,7 +83,7 @@ DEAD_LETTER_FIELDS: list[tuple[str, Any]] = [
 ]
 PLAN_FIELDS: list[tuple[str, Any]] = [
     ("dedupe_key", StringType()),  # event type + id; unique per record for dead letters
-    ("watermark_time", TimestampType()),  # event_time; null for dead letters (never late)
+    ("payload_digest", StringType()),  # tells a re-sent copy from a conflicting one
 ]
 PARSED_SCHEMA = StructType(
     [
@@ -129,20 +128,14 @@ def _micros(text: str) -> int:
     return (parse_event_time(text) - _EPOCH) // timedelta(microseconds=1)
 
 
-def parse_batches(key_env: str, thresholds: ThresholdStore) -> Any:
-    """The `mapInArrow` function; reads the tokenisation key and the late threshold in the
-    Python worker, once per task. A task's batches are parsed together (one shard's share of a
-    micro-batch, bounded by `maxRecordsPerShard`): the watermark bounds look at all of them."""
+def parse_batches(key_env: str) -> Any:
+    """The `mapInArrow` function; reads the tokenisation key in the Python worker, once per
+    task."""
 
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         key = load_key(key_env)
-        threshold_ms = thresholds.read().get("threshold_ms")
-        late_before_us = None if threshold_ms is None else threshold_ms * 1000
-        whole = pa.Table.from_batches(list(batches))
-        if whole.num_rows:
-            yield from _parse_one(whole.combine_chunks(), key, late_before_us).to_batches(
-                max_chunksize=10_000
-            )
+        for batch in batches:
+            yield _parse_one(batch, key)
 
     return parse
 
@@ -151,7 +144,6 @@ def _dead_letter(row: dict[str, Any], reason: str, field: str | None, detail: st
     row["dead_letter_reason"] = reason
     row["dead_letter_field"] = field
     row["dead_letter_detail"] = detail
-    row["watermark_time"] = None
     row["dedupe_key"] = f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
 
 
@@ -162,9 +154,7 @@ def _empty_row(source: dict[str, list[Any]], index: int) -> dict[str, Any]:
     return row
 
 
-def _event_row(
-    row: dict[str, Any], event: dict[str, Any], key: bytes, late_before_us: int | None
-) -> None:
+def _event_row(row: dict[str, Any], event: dict[str, Any], key: bytes, data: bytes) -> None:
     """Fill `row` from a valid event: tokenised card, exact microsecond times, flat label."""
     event_type = event["event_type"]
     for name in _COPIED:
@@ -179,21 +169,16 @@ def _event_row(
     row["card_last4"] = pan[-4:]
     row["event_id"] = str(event[ID_FIELD[event_type]])
     row["event_time"] = _micros(event["event_time"])
-    row["watermark_time"] = row["event_time"]
     if event.get("transaction_time"):
         row["transaction_time"] = _micros(event["transaction_time"])
     label = event.get("label") or {}
     row["label_is_fraud"] = label.get("is_fraud")
     row["label_fraud_scenario"] = label.get("fraud_scenario")
     row["dedupe_key"] = f"{event_type}:{row['event_id']}"
-    if late_before_us is not None and row["event_time"] <= late_before_us:
-        # Spark's watermark would drop it silently; keep it as a dead letter.
-        _dead_letter(row, "late", "event_time", "event_time is older than the watermark")
+    row["payload_digest"] = hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def parse_record(
-    source: dict[str, list[Any]], index: int, key: bytes, late_before_us: int | None = None
-) -> dict[str, Any]:
+def parse_record(source: dict[str, list[Any]], index: int, key: bytes) -> dict[str, Any]:
     """One source record -> one parsed row, valid or dead letter; never raises.
 
     Anything the contract's checks did not foresee (an exception of any kind while decoding,
@@ -209,7 +194,7 @@ def parse_record(
         now = arrival.astimezone(UTC) if isinstance(arrival, datetime) else None
         event, problem = parse_payload(data, now)
         if event is not None:
-            _event_row(row, event, key, late_before_us)
+            _event_row(row, event, key, data)
     except Exception as exc:  # noqa: BLE001 - the per-record guard: nothing may escape
         row = _empty_row(source, index)
         problem = Invalid(REASON_UNPARSEABLE, None, f"{type(exc).__name__} while parsing")
@@ -220,60 +205,16 @@ def parse_record(
     return row
 
 
-def _parse_one(
-    batch: pa.RecordBatch | pa.Table, key: bytes, late_before_us: int | None = None
-) -> pa.Table:
-    """One task's records -> parsed rows, with the watermark times bounded across them."""
-    source = batch.to_pydict()
-    rows = [parse_record(source, index, key, late_before_us) for index in range(batch.num_rows)]
-    arrivals = [
-        None if a is None else (a - _EPOCH) // timedelta(microseconds=1)
-        for a in source["approximateArrivalTimestamp"]
-    ]
-    bounded = bound_watermark_times(arrivals, [r["watermark_time"] for r in rows], late_before_us)
+def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
     columns: dict[str, list[Any]] = {name: [] for name in _ARROW_SCHEMA.names}
-    for row, watermark_time in zip(rows, bounded, strict=True):
-        row["watermark_time"] = watermark_time
-        for name, value in row.items():
+    source = batch.to_pydict()
+    for index in range(batch.num_rows):
+        for name, value in parse_record(source, index, key).items():
             columns[name].append(value)
-    return pa.Table.from_pydict(columns, schema=_ARROW_SCHEMA)
+    return pa.RecordBatch.from_pydict(columns, schema=_ARROW_SCHEMA)
 
 
-def parse_records(records: DataFrame, key_env: str, thresholds: ThresholdStore) -> DataFrame:
+def parse_records(records: DataFrame, key_env: str) -> DataFrame:
     """Source rows -> parsed rows (valid events and dead letters side by side)."""
     load_key(key_env)  # fail on the driver, before the query starts, if the key is missing
-    return records.mapInArrow(parse_batches(key_env, thresholds), PARSED_SCHEMA)
-
-
-def deduplicate(parsed: DataFrame, watermark: str) -> DataFrame:
-    """Drop re-sent events by (type, id) within the event-time watermark.
-
-    Dead letters (late events included) have a unique key and no event time, so they pass
-    through untouched; see processor/late.py for how late events are recognised first.
-    """
-    return parsed.withWatermark("watermark_time", watermark).dropDuplicatesWithinWatermark(
-        ["dedupe_key"]
-    )
-
-
-def valid_events(parsed: DataFrame, extra: tuple[str, ...] = ()) -> DataFrame:
-    """Valid events in EVENT_SCHEMA's columns (plus `extra` ones, e.g. features)."""
-    return (
-        parsed.where(F.col("dead_letter_reason").isNull())
-        .withColumn("event_date", F.to_date("event_time"))
-        .select(*EVENT_SCHEMA.fieldNames(), *extra)
-    )
-
-
-def dead_letters(parsed: DataFrame) -> DataFrame:
-    return parsed.where(F.col("dead_letter_reason").isNotNull()).select(
-        F.col("dead_letter_reason").alias("reason"),
-        F.col("dead_letter_field").alias("field"),
-        F.col("dead_letter_detail").alias("detail"),
-        F.col("raw_payload_masked").alias("raw_payload"),
-        "shardId",
-        "sequenceNumber",
-        "subSequenceNumber",
-        "approximateArrivalTimestamp",
-        F.to_date("approximateArrivalTimestamp").alias("arrival_date"),
-    )
+    return records.mapInArrow(parse_batches(key_env), PARSED_SCHEMA)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from processor.sinks import TABLES, table_path
+from processor.lake_tables import TABLES
+from processor.sinks import table_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -1,8 +1,9 @@
-"""Delta sinks, written once per micro-batch with Delta's idempotent-write options.
+"""The foreachBatch sink: the engine decides, the model scores, then alerts and Delta writes.
 
 Every table write carries `txnAppId` (stable per query) and `txnVersion` (the batch id): when
 a batch is replayed after a crash, Delta skips the writes it already committed, so at-least-once
-delivery gives exactly-once tables.
+delivery gives exactly-once tables. The engine reads its state as of the previous batch, so the
+replay decides and scores exactly as the first attempt did.
 
 The writer id comes from the query id that Spark stores in the checkpoint's `metadata` file when
 it creates the checkpoint, not from the checkpoint's path: a reset (the folder deleted, or a new
@@ -14,22 +15,37 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import functions as F
+import pandas as pd
 
-from processor.late import ThresholdStore, advance
-from processor.parse import EVENT_SCHEMA, dead_letters, valid_events
+from ml_model.features import FEATURE_NAMES
+from processor.engine import FeatureEngine
+from processor.lake_tables import (
+    EVENT_TABLE,
+    SCORED_TRANSACTION_TABLE,
+    TABLES,
+    TRANSACTION_TABLE,
+    dead_letter_table,
+    event_table,
+)
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+    from processor.scoring import FrameScorer
 
 logger = logging.getLogger(__name__)
 
-TABLES = ("transactions", "auth_events", "labels", "dead_letters")
-BatchSink = Callable[["DataFrame", int], None]
+__all__ = ["TABLES", "BatchCounts", "LakeWriter", "RowSink", "app_id", "table_path"]
+
+# A sink of the scored transaction rows of one batch (the DynamoDB alerts).
+RowSink = Callable[[list[dict[str, Any]], int], None]
+_SCORES = ("fraud_score", "model_version", "decision", "reason_codes")
 
 
 def table_path(lake_path: str, table: str) -> str:
@@ -70,111 +86,93 @@ def write_delta(frame: DataFrame, path: str, partition: str, writer_id: str, bat
     )
 
 
-def _table_of_row() -> Column:
-    """The table a parsed row belongs to (the same split as LakeWriter's frames)."""
-    return (
-        F.when(F.col("dead_letter_reason").isNotNull(), "dead_letters")
-        .when(F.col("event_type") == "transaction", "transactions")
-        .when(F.col("event_type") == "auth", "auth_events")
-        .otherwise("labels")
-        .alias("table")
-    )
-
-
 @dataclass
 class BatchCounts:
-    """What the last batch wrote; the metrics listener reads it."""
+    """What the last batch wrote and decided; the metrics listener reads it."""
 
     batch_id: int = -1
     counts: dict[str, int] = field(default_factory=dict)
-    late: int = 0  # of the dead letters, those older than the watermark
     totals: dict[str, int] = field(default_factory=dict)
+    late: int = 0  # events behind the watermark (scored and written all the same)
+    duplicates: int = 0  # re-sent copies dropped
+    watermark_ms: int | None = None
+    state_bytes: int = 0  # the engine's changelog or snapshot for this batch
+    engine_ms: int = 0  # dedupe + lateness + features on the driver
+
+
+def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
+    """Add the score columns to transaction rows, with one vectorised call."""
+    frame = pd.DataFrame(
+        {name: [row[name] for row in rows] for name in ("transaction_id", *FEATURE_NAMES)}
+    )
+    scored = score(frame)
+    for row, values in zip(rows, scored[list(_SCORES)].itertuples(index=False), strict=True):
+        row["fraud_score"] = float(values[0])
+        row["model_version"] = values[1]
+        row["decision"] = values[2]
+        row["reason_codes"] = list(values[3]) if values[3] is not None else []
 
 
 @dataclass
 class LakeWriter:
-    """The foreachBatch function: splits a batch into the lake's tables, scores transactions.
+    """The foreachBatch function: engine, scores, alerts, then the four Delta tables.
 
-    With features on, a batch holds the stateful operator's output: `prepare` merges it back
-    into one row per event, the transactions table keeps `transaction_columns` (features) and
-    `score` adds the score columns; `transaction_sinks` (the DynamoDB alerts) then get the very
-    rows the transactions table got, scored once.
+    Alerts are written before the lake: they are idempotent (keyed by transaction id), so if the
+    lake commit then fails, the replay rewrites the same items; the other way round, an outage of
+    the alert table would leave ALERT rows in the lake with no alert behind them. The engine's
+    state is saved last, once everything of the batch is written.
     """
 
     lake_path: str
     checkpoint_location: str
+    engine: FeatureEngine
     stats: BatchCounts = field(default_factory=BatchCounts)
-    prepare: Callable[[DataFrame], DataFrame] | None = None
-    transaction_columns: tuple[str, ...] = ()
-    score: Callable[[DataFrame], DataFrame] | None = None
-    transaction_sinks: list[BatchSink] = field(default_factory=list)
-    # Where the next batch's late threshold is recorded (processor/late.py); None: not tracked.
-    thresholds: ThresholdStore | None = None
-    watermark_delay_ms: int = 0
+    score: FrameScorer | None = None
+    transaction_sinks: list[RowSink] = field(default_factory=list)
     # The checkpoint's query id (read at the first batch); names this query's Delta writes.
     query_id: str | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
         if self.query_id is None:
-            self.query_id = checkpoint_query_id(batch.sparkSession, self.checkpoint_location)
-        raw: DataFrame | None = None
-        if self.prepare is not None:
-            # The operator's output feeds several actions: compute it (and its state) once.
-            raw = batch.persist()
-            batch = self.prepare(raw)
-        batch = batch.persist()
-        transactions: DataFrame | None = None
-        try:
-            events = valid_events(batch, self.transaction_columns)
-            plain = events.select(*EVENT_SCHEMA.fieldNames())
-            transactions = events.where(F.col("event_type") == "transaction")
-            if self.score is not None:
-                transactions = self.score(transactions).persist()
-            frames = {
-                "transactions": transactions,
-                "auth_events": plain.where(F.col("event_type") == "auth"),
-                "labels": plain.where(F.col("event_type") == "chargeback"),
-                "dead_letters": dead_letters(batch),
-            }
-            counts = dict.fromkeys(frames, 0)
-            late = 0
-            # One job counts every table's rows (and the late dead letters among them); empty
-            # tables are then not written at all.
-            is_late = F.coalesce(F.col("dead_letter_reason") == "late", F.lit(False))
-            for row in batch.groupBy(_table_of_row(), is_late.alias("late")).count().collect():
-                counts[row[0]] += row[2]
-                late += row[2] if row[1] else 0
-            # Alerts first: they are idempotent (keyed by transaction id), so if the lake commit
-            # then fails, the replay rewrites the same items; the other way round, an outage of
-            # the alert table would leave ALERT rows in the lake with no alert behind them.
-            if counts["transactions"]:
-                for sink in self.transaction_sinks:
-                    sink(transactions, batch_id)
-            for table, frame in frames.items():
-                if counts[table]:
-                    partition = "arrival_date" if table == "dead_letters" else "event_date"
-                    write_delta(
-                        frame,
-                        table_path(self.lake_path, table),
-                        partition,
-                        app_id(self.query_id, table),
-                        batch_id,
-                    )
-            if self.thresholds is not None:
-                # From what batch N-1 left, never from this batch's own earlier attempt.
-                largest = batch.agg(F.max(F.unix_millis("watermark_time")).alias("m")).first()
-                before = self.thresholds.read(as_of=batch_id - 1)
-                moment = None if largest is None else largest["m"]
-                self.thresholds.write(advance(before, moment, self.watermark_delay_ms), batch_id)
-        finally:
-            if self.score is not None and transactions is not None:
-                transactions.unpersist()
-            batch.unpersist()
-            if raw is not None:
-                raw.unpersist()
+            self.query_id = checkpoint_query_id(spark, self.checkpoint_location)
+        rows = batch.toArrow().to_pylist()
+        began = time.perf_counter()
+        result = self.engine.process(rows, batch_id)
+        engine_ms = int((time.perf_counter() - began) * 1000)
+        transactions = result.transactions
+        schema = TRANSACTION_TABLE
+        if self.score is not None and transactions:
+            score_rows(self.score, transactions)
+            schema = SCORED_TRANSACTION_TABLE
+        tables: dict[str, pa.Table] = {
+            "transactions": event_table(transactions, schema),
+            "auth_events": event_table(result.auth_events, EVENT_TABLE),
+            "labels": event_table(result.labels, EVENT_TABLE),
+            "dead_letters": dead_letter_table(result.dead_letters),
+        }
+        if transactions:
+            for sink in self.transaction_sinks:
+                sink(transactions, batch_id)
+        for table, arrow in tables.items():
+            if arrow.num_rows:
+                partition = "arrival_date" if table == "dead_letters" else "event_date"
+                write_delta(
+                    spark.createDataFrame(arrow),
+                    table_path(self.lake_path, table),
+                    partition,
+                    app_id(self.query_id, table),
+                    batch_id,
+                )
+        state_bytes = self.engine.commit()
+        counts = {table: arrow.num_rows for table, arrow in tables.items()}
         self.stats.batch_id = batch_id
         self.stats.counts = counts
-        self.stats.late = late
+        self.stats.late = result.late
+        self.stats.duplicates = result.duplicates
+        self.stats.watermark_ms = result.watermark_ms
+        self.stats.state_bytes = state_bytes
+        self.stats.engine_ms = engine_ms
         for table, count in counts.items():
             self.stats.totals[table] = self.stats.totals.get(table, 0) + count
         logger.debug("batch %d wrote %s", batch_id, counts)

@@ -1,4 +1,4 @@
-"""Processor benchmark: a pre-loaded stream read, parsed, deduplicated and written to Delta.
+"""Processor benchmark: a pre-loaded stream read, parsed, deduplicated, featured, written to Delta.
 
     python -m scripts.bench_processor [--events 200000] [--shards 4]
 
@@ -37,12 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000, help="transactions to pre-load")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--modes", default="handoff,reread")
-    parser.add_argument(
-        "--state-apis",
-        default="group_state",
-        help="feature operators to compare: group_state (applyInPandasWithState), "
-        "pandas (transformWithStateInPandas), row (transformWithState)",
-    )
     parser.add_argument("--customers", type=int, default=200_000)
     args = parser.parse_args(argv)
     os.environ.setdefault("CARD_TOKEN_KEY", "benchmark-only-tokenisation-key")
@@ -80,15 +74,13 @@ def main(argv: list[str] | None = None) -> int:
                 extra={"spark.driver.host": "127.0.0.1"},
             )
             spark.sparkContext.setLogLevel("ERROR")
-            runs = [(m, a) for m in args.modes.split(",") for a in args.state_apis.split(",")]
-            for mode, api in runs:
-                name = f"{mode}/{api}"
-                fetch_log = root / f"fetch-{mode}-{api}.jsonl"
+            for mode in args.modes.split(","):
+                name = mode
+                fetch_log = root / f"fetch-{mode}.jsonl"
                 run = settings.with_overrides(
                     processor={
-                        "lake_path": str(root / mode / api / "lake"),
-                        "checkpoint_location": str(root / mode / api / "checkpoint"),
-                        "state_api": api,
+                        "lake_path": str(root / mode / "lake"),
+                        "checkpoint_location": str(root / mode / "checkpoint"),
                     }
                 )
                 extra = {"readMode": mode, "fetchLogPath": str(fetch_log)}

@@ -19,6 +19,7 @@ from ml_model.features import (
     update_terminal,
 )
 from ml_model.features.definitions import DAY, HOUR, LABEL_DELAY, MINUTE
+from ml_model.features.events import FEATURE_INPUTS
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
 
@@ -230,8 +231,11 @@ class _Recording(dict[str, Any]):
         return super().get(key, default)
 
 
-def test_the_stream_hands_the_operator_every_column_the_features_read() -> None:
-    from processor.features.stream import FEATURE_INPUTS
+def test_the_parsed_rows_carry_every_column_the_features_read() -> None:
+    from processor.parse import PARSED_SCHEMA
+
+    parsed = set(PARSED_SCHEMA.fieldNames())
+    assert set(FEATURE_INPUTS) <= parsed
 
     for kind, extra in (
         ("transaction", {"transaction_id": "t1", "card_token": "c", "terminal_id": "t"}),

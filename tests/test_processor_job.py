@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from config.aws import make_client
 from config.settings import Settings
 from processor.alerts import scan_alerts
 from processor.card_tokens import card_token, mask_pans
-from processor.job import ingest, lake_writer, threshold_store, transform, write
+from processor.job import ingest, lake_writer, transform, write
+from processor.scoring import frame_scorer
 from processor.sinks import LakeWriter, table_path
 from producer.contract import encode_event, format_epoch_ms, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
@@ -69,7 +71,8 @@ def expected_transactions(produced: Produced) -> set[str]:
 
 
 def run_available_now(spark: Any, settings: Settings) -> LakeWriter:
-    writer = lake_writer(settings)
+    scored = Path(settings.model.path, "model_card.json").exists()
+    writer = lake_writer(settings, frame_scorer(settings) if scored else None)
     query = write(transform(ingest(spark, settings), settings), settings, writer, True)
     query.awaitTermination()
     assert query.exception() is None
@@ -237,45 +240,46 @@ def test_delta_on_s3a_against_moto(spark: Any, settings: Settings) -> None:
 
 
 @pytest.mark.slow
-def test_events_older_than_the_watermark_become_late_dead_letters(
-    spark: Any, settings: Settings
+def test_late_events_are_scored_once_and_flagged(
+    spark: Any, settings: Settings, trained_model: Path
 ) -> None:
-    produced = produce(settings, 400, seed=17)
+    settings = settings.with_overrides(model={"path": str(trained_model)})
+    produced = produce(settings, 400, seed=17, anomaly_rate=0.0)
     run_available_now(spark, settings)
-    thresholds = threshold_store(settings).read()
-    assert thresholds["threshold_ms"] == thresholds["max_event_time_ms"] - 10 * 60_000
+    lake = settings.processor.lake_path
+    first = spark.read.format("delta").load(table_path(lake, "transactions"))
+    newest = max(r.event_time for r in first.select("event_time").collect())
+    newest_ms = int(newest.replace(tzinfo=UTC).timestamp() * 1000)
 
-    # One transaction an hour behind everything seen so far, one just inside the watermark.
+    # An hour and two days behind everything seen so far, one just inside the watermark; the
+    # two-day-late one is sent twice.
     template = json.loads(next(r.data for r in produced.records if r.event_type == "transaction"))
-    newest = thresholds["max_event_time_ms"]
-    late = dict(
-        template, transaction_id="tx-late-000001", event_time=format_epoch_ms(newest - 3_600_000)
-    )
-    fresh = dict(
-        template, transaction_id="tx-fresh-00001", event_time=format_epoch_ms(newest - 60_000)
-    )
+    behind = {"tx-late-1h-0001": 3_600_000, "tx-late-2d-0001": 2 * 86_400_000, "tx-fresh-00001": 0}
+    events = [
+        dict(template, transaction_id=tx_id, event_time=format_epoch_ms(newest_ms - ms - 60_000))
+        for tx_id, ms in behind.items()
+    ]
     client = make_client("kinesis", settings.aws)
     client.put_records(
         StreamName=settings.kinesis.stream_name,
         Records=[
             {"PartitionKey": template["card_number"], "Data": encode_event(e)}
-            for e in (late, fresh)
+            for e in [*events, events[1]]
         ],
     )
     writer = run_available_now(spark, settings)
-    assert writer.stats.late == 1  # the metric counts what it says
+    assert writer.stats.late == 2 and writer.stats.duplicates == 1  # the metric counts these
 
-    lake = settings.processor.lake_path
-    ids = {
-        r.transaction_id
+    rows = {
+        r.transaction_id: r
         for r in spark.read.format("delta").load(table_path(lake, "transactions")).collect()
     }
-    assert "tx-fresh-00001" in ids and "tx-late-000001" not in ids
-    dead = spark.read.format("delta").load(table_path(lake, "dead_letters")).collect()
-    late_rows = [row for row in dead if row.reason == "late"]
-    assert len(late_rows) == 1
-    assert b"tx-late-000001" in late_rows[0].raw_payload
-    assert template["card_number"].encode() not in late_rows[0].raw_payload
+    assert len(rows) == len(expected_transactions(produced)) + 3
+    assert rows["tx-late-1h-0001"].late and rows["tx-late-2d-0001"].late
+    assert not rows["tx-fresh-00001"].late
+    assert rows["tx-late-2d-0001"].lateness_ms > 2 * 86_400_000 - 10 * 60_000
+    assert all(rows[tx_id].fraud_score is not None for tx_id in behind)
+    assert not Path(table_path(lake, "dead_letters")).exists()  # dead letters: contract only
 
 
 def _digits_only(data: bytes) -> bytes:

@@ -79,7 +79,7 @@ def test_alert_outage_never_leaves_an_alert_row_without_its_alert(
     ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
     produce(settings, 1_500, seed=31, fraud_rate=0.05, anomaly_rate=0.0, num_customers=200)
     alerts = AlertWriter(settings)
-    failing = lake_writer(settings, frame_scorer(spark, settings), alerts)
+    failing = lake_writer(settings, frame_scorer(settings), alerts)
     failing.transaction_sinks = [FailingOnce(alerts)]
     query = run(spark, settings, failing, {})
     assert query.exception() is not None  # the batch failed and will be replayed
@@ -89,7 +89,7 @@ def test_alert_outage_never_leaves_an_alert_row_without_its_alert(
         row.decision == "ALERT" for row in spark.read.format("delta").load(transactions).collect()
     )
 
-    query = run(spark, settings, lake_writer(settings, frame_scorer(spark, settings), alerts), {})
+    query = run(spark, settings, lake_writer(settings, frame_scorer(settings), alerts), {})
     assert query.exception() is None
     rows = spark.read.format("delta").load(transactions)
     alerted = sorted(r.transaction_id for r in rows.where("decision = 'ALERT'").collect())

@@ -54,7 +54,7 @@ def test_stream_features_scores_and_alerts(
         assert response["FailedRecordCount"] == 0
 
     alerts = AlertWriter(settings)
-    writer = lake_writer(settings, frame_scorer(spark, settings), alerts)
+    writer = lake_writer(settings, frame_scorer(settings), alerts)
     query = write(transform(ingest(spark, settings), settings), settings, writer, True)
     query.awaitTermination()
     assert query.exception() is None
@@ -101,8 +101,8 @@ def test_stream_features_scores_and_alerts(
         assert int(item["expires_at"]["N"]) > 0
 
     # 3. A replayed batch overwrites its own items: nothing new appears.
-    last = scored.where("decision = 'ALERT'")
-    alerts(last.limit(5), 99)
+    last = scored.where("decision = 'ALERT'").limit(5).collect()
+    alerts([row.asDict() for row in last], 99)
     assert len(scan_alerts(settings)) == len(items)
 
 

@@ -1,0 +1,224 @@
+"""The feature engine: one micro-batch's parsed rows -> the rows of each lake table.
+
+It runs on the driver inside foreachBatch, over the whole batch at once, with its state in
+memory (processor/engine/state.py keeps it on disk per batch id). Per batch:
+
+1. **Dedupe**, exact for `dedupe_retention` of event time: an id seen before with the same
+   payload is dropped (counted); with another payload it becomes a dead letter `duplicate_conflict`
+   naming the batch order, never dropped silently. Copies inside one batch are decided in stream
+   order (shard, sequence number), so a replay decides the same.
+2. **Lateness** against the watermark at the batch's start (processor/engine/watermark.py):
+   a late event is still scored and written, flagged `late` with its lateness.
+3. **Features** with the same pure functions as training (ml_model/features): each card's and
+   terminal's events of the batch in event-key order, on that entity's state.
+4. **State upkeep**: the watermark advances, entities idle past their retention and ids past
+   the dedupe retention are evicted, through a day-bucketed index (cost follows the work).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ml_model.features import ENTITY_KINDS, from_row
+from ml_model.features.definitions import (
+    CARD,
+    CARD_RETENTION,
+    DAY,
+    TERMINAL,
+    TERMINAL_RETENTION,
+)
+from ml_model.features.events import FeatureEvent
+from processor.engine.state import Changes, EngineState, StateStore
+from processor.engine.watermark import advance, combined, epoch_ms
+
+logger = logging.getLogger(__name__)
+
+REASON_DUPLICATE_CONFLICT = "duplicate_conflict"
+# How long an entity's state outlives its newest event (the longest window it serves).
+RETENTION = {CARD: CARD_RETENTION, TERMINAL: TERMINAL_RETENTION}
+ENTITY_OF: dict[str, tuple[str, ...]] = {
+    "transaction": (CARD, TERMINAL),
+    "auth": (CARD,),
+    "chargeback": (TERMINAL,),
+}
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    watermark_delay_ms: int
+    idle_shard_timeout_ms: int
+    dedupe_retention_ms: int
+
+
+@dataclass
+class BatchResult:
+    """One batch's rows per destination, and what was decided about them."""
+
+    transactions: list[Row] = field(default_factory=list)  # with features, late, lateness_ms
+    auth_events: list[Row] = field(default_factory=list)
+    labels: list[Row] = field(default_factory=list)
+    dead_letters: list[Row] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+    watermark_ms: int | None = None
+
+
+def _stream_order(row: Row) -> tuple[str, int, str, int]:
+    sequence = row["sequenceNumber"] or ""
+    return (row["shardId"] or "", len(sequence), sequence, row["subSequenceNumber"] or 0)
+
+
+def _conflict(row: Row, first: tuple[str, int]) -> Row:
+    """A re-sent id with other content: kept as a dead letter, payload as parsed (tokenised)."""
+    kept = {k: v for k, v in row.items() if v is not None and not k.startswith("dead_letter")}
+    body = json.dumps(kept, default=str, sort_keys=True).encode()
+    return {
+        **row,
+        "dead_letter_reason": REASON_DUPLICATE_CONFLICT,
+        "dead_letter_field": "event_id",
+        "dead_letter_detail": (
+            f"id {row['dedupe_key']} was first seen with event time "
+            f"{datetime.fromtimestamp(first[1] / 1000, UTC).isoformat()} and another payload"
+        ),
+        "raw_payload_masked": body,
+    }
+
+
+class FeatureEngine:
+    """Holds the state between batches; `process` is batch N given the end of batch N-1."""
+
+    def __init__(self, store: StateStore, settings: EngineSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.state: EngineState | None = None
+        self._expiry: dict[int, set[tuple[str, str]]] = defaultdict(set)
+        self._changes = Changes()
+        self._pending: EngineState | None = None
+
+    # ------------------------------------------------------------------ state in step
+    def _state_before(self, batch_id: int) -> EngineState:
+        if self.state is None or self.state.batch_id != batch_id - 1:
+            self.state = self.store.load(batch_id - 1)
+            self._expiry = defaultdict(set)
+            for kind, table in ((CARD, self.state.cards), (TERMINAL, self.state.terminals)):
+                for key, entity in table.items():
+                    self._schedule(kind, key, entity["max"] + RETENTION[kind])
+            for key, (_, moment) in self.state.seen.items():
+                self._schedule("seen", key, moment + self.settings.dedupe_retention_ms)
+        return self.state
+
+    def _schedule(self, kind: str, key: str, expires_ms: int) -> None:
+        self._expiry[expires_ms // DAY + 1].add((kind, key))
+
+    # ------------------------------------------------------------------ one batch
+    def process(self, rows: list[Row], batch_id: int) -> BatchResult:
+        """Decide batch `batch_id`. Call `commit` after its sinks succeeded."""
+        state = self._state_before(batch_id)
+        self.state = None  # out of step until commit: a failure forces a reload
+        self._changes = Changes()
+        result = BatchResult()
+        watermark = combined(
+            state.shards, self.settings.watermark_delay_ms, self.settings.idle_shard_timeout_ms
+        )
+        valid: list[Row] = []
+        for row in sorted(rows, key=_stream_order):
+            if row["dead_letter_reason"] is not None:
+                result.dead_letters.append(row)
+                continue
+            key = row["dedupe_key"]
+            moment = epoch_ms(row["event_time"])
+            first = state.seen.get(key)
+            if first is not None:
+                if first[0] == row["payload_digest"]:
+                    result.duplicates += 1
+                else:
+                    result.dead_letters.append(_conflict(row, first))
+                continue
+            state.seen[key] = self._changes.seen[key] = (row["payload_digest"], moment)
+            self._schedule("seen", key, moment + self.settings.dedupe_retention_ms)
+            lateness = None if watermark is None else watermark - moment
+            row["late"] = lateness is not None and lateness >= 0
+            row["lateness_ms"] = lateness if row["late"] else None
+            result.late += int(row["late"])
+            valid.append(row)
+        features = self._features(state, valid)
+        for row in valid:
+            kind = row["event_type"]
+            if kind == "transaction":
+                row.update(features[row["event_id"]])
+                result.transactions.append(row)
+            elif kind == "auth":
+                result.auth_events.append(row)
+            else:
+                result.labels.append(row)
+        state.shards = advance(
+            state.shards,
+            (
+                (
+                    row["shardId"],
+                    epoch_ms(row["approximateArrivalTimestamp"]),
+                    epoch_ms(row["event_time"]),
+                )
+                for row in valid
+            ),
+        )
+        result.watermark_ms = combined(
+            state.shards, self.settings.watermark_delay_ms, self.settings.idle_shard_timeout_ms
+        )
+        if result.watermark_ms is not None:
+            self._evict(state, result.watermark_ms)
+        state.batch_id = batch_id
+        self._pending = state
+        return result
+
+    def commit(self) -> int:
+        """Persist the processed batch's state; it becomes the state for the next batch."""
+        state = self._pending
+        assert state is not None, "commit() without process()"
+        written = self.store.save(state, self._changes)
+        self.state = state
+        return written
+
+    # ------------------------------------------------------------------ pieces
+    def _features(self, state: EngineState, valid: list[Row]) -> dict[str, dict[str, float]]:
+        grouped: dict[tuple[str, str], list[FeatureEvent]] = defaultdict(list)
+        for row in valid:
+            event = from_row(row)
+            for kind in ENTITY_OF[row["event_type"]]:
+                entity = event.card if kind == CARD else event.terminal
+                if entity is not None:
+                    grouped[(kind, entity)].append(event)
+        out: dict[str, dict[str, float]] = defaultdict(dict)
+        for (kind, entity), events in grouped.items():
+            fresh, update, _ = ENTITY_KINDS[kind]
+            table = state.cards if kind == CARD else state.terminals
+            changes = self._changes.cards if kind == CARD else self._changes.terminals
+            current, produced = update(table.get(entity) or fresh(), events)
+            table[entity] = changes[entity] = current
+            self._schedule(kind, entity, current["max"] + RETENTION[kind])
+            for event, values in produced:
+                out[event.event_id].update(values)
+        return out
+
+    def _evict(self, state: EngineState, watermark: int) -> None:
+        """Drop what the watermark has passed: idle entities, ids past the dedupe retention."""
+        for bucket in [b for b in self._expiry if b * DAY <= watermark]:
+            for kind, key in self._expiry.pop(bucket):
+                if kind == "seen":
+                    entry = state.seen.get(key)
+                    if entry and entry[1] + self.settings.dedupe_retention_ms < watermark:
+                        del state.seen[key]
+                        self._changes.seen[key] = None
+                    continue
+                table = state.cards if kind == CARD else state.terminals
+                changes = self._changes.cards if kind == CARD else self._changes.terminals
+                entity = table.get(key)
+                if entity is not None and entity["max"] + RETENTION[kind] < watermark:
+                    del table[key]
+                    changes[key] = None

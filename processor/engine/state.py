@@ -1,0 +1,125 @@
+"""The engine's state and how it is kept: in memory between batches, on disk per batch id.
+
+Batch N leaves a changelog `engine_state/<N>.changes`: the new state of every entity it touched
+(or None for one it evicted), the ids it added to or dropped from the dedupe index, and the shard
+marks. Every SNAPSHOT_EVERY batches it leaves a full `engine_state/<N>.snapshot` instead. A
+driver that starts (or a batch that finds its memory out of step) loads the newest snapshot at or
+before N-1 and applies the changelogs after it, up to N-1: what batch N-1 left, never what an
+earlier attempt of batch N wrote. Writing costs what the batch touched, not the whole state.
+
+The files are pickles: they live in the job's own checkpoint, which is as trusted as Spark's
+state store beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from processor.checkpoint_files import CheckpointFiles
+from processor.engine.watermark import ShardMark
+
+logger = logging.getLogger(__name__)
+
+FOLDER = "engine_state"
+SNAPSHOT_EVERY = 50
+# Files kept behind the newest snapshot, as Spark keeps its own logs.
+RETAINED_BATCHES = 100
+SNAPSHOT, CHANGES = ".snapshot", ".changes"
+
+
+@dataclass
+class EngineState:
+    """Everything a batch's decisions depend on besides its own input."""
+
+    batch_id: int = -1  # the batch whose end this is
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terminals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # dedupe key ("transaction:<id>") -> (payload digest, event time ms) of its first copy
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+    shards: dict[str, ShardMark] = field(default_factory=dict)
+
+
+@dataclass
+class Changes:
+    """What one batch changed, keyed like EngineState; None marks a removal."""
+
+    cards: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    terminals: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    seen: dict[str, tuple[str, int] | None] = field(default_factory=dict)
+
+
+def apply_changes(state: EngineState, changes: Changes) -> None:
+    for table, updates in (
+        (state.cards, changes.cards),
+        (state.terminals, changes.terminals),
+        (state.seen, changes.seen),
+    ):
+        for key, value in updates.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value  # type: ignore[assignment]
+
+
+def _dump(value: Any) -> bytes:
+    return zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _load(body: bytes) -> Any:
+    return pickle.loads(zlib.decompress(body))  # noqa: S301 - our own checkpoint files
+
+
+@dataclass
+class StateStore:
+    """Reads and writes EngineState as per-batch files under the checkpoint."""
+
+    files: CheckpointFiles
+
+    def load(self, as_of: int) -> EngineState:
+        """The state at the end of batch `as_of` (an empty one before the first batch)."""
+        snapshots = [b for b in self.files.batch_ids(FOLDER, SNAPSHOT) if b <= as_of]
+        state = EngineState()
+        if snapshots:
+            state = _load(self.files.get(f"{FOLDER}/{snapshots[-1]}{SNAPSHOT}"))
+        changes = [b for b in self.files.batch_ids(FOLDER, CHANGES) if state.batch_id < b <= as_of]
+        for batch in changes:
+            batch_changes, shards = _load(self.files.get(f"{FOLDER}/{batch}{CHANGES}"))
+            apply_changes(state, batch_changes)
+            state.shards = shards
+            state.batch_id = batch
+        state.batch_id = as_of
+        logger.info(
+            "engine state as of batch %d: %d cards, %d terminals, %d ids (snapshot %s + %d "
+            "changelogs)",
+            as_of,
+            len(state.cards),
+            len(state.terminals),
+            len(state.seen),
+            snapshots[-1] if snapshots else None,
+            len(changes),
+        )
+        return state
+
+    def save(self, state: EngineState, changes: Changes) -> int:
+        """Record the end of batch `state.batch_id`; returns the bytes written."""
+        batch = state.batch_id
+        if batch % SNAPSHOT_EVERY == 0:
+            body = _dump(state)
+            self.files.put(f"{FOLDER}/{batch}{SNAPSHOT}", body)
+            self._prune(batch)
+        else:
+            body = _dump((changes, state.shards))
+            self.files.put(f"{FOLDER}/{batch}{CHANGES}", body)
+        return len(body)
+
+    def _prune(self, snapshot: int) -> None:
+        """Drop files no load can need: everything before the previous snapshot's window."""
+        horizon = snapshot - RETAINED_BATCHES
+        for suffix in (SNAPSHOT, CHANGES):
+            for batch in self.files.batch_ids(FOLDER, suffix):
+                if batch < horizon:
+                    self.files.delete(f"{FOLDER}/{batch}{suffix}")

@@ -1,0 +1,107 @@
+"""The lake's four tables: their columns (as Arrow schemas) and rows -> Arrow tables.
+
+The engine works on Python rows on the driver; these schemas fix the types each table gets in
+Delta, whatever a batch happens to hold (an all-null column still has its type).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.types import (
+    BinaryType,
+    BooleanType,
+    DataType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    TimestampType,
+)
+
+from ml_model.features import FEATURE_NAMES
+from processor.parse import EVENT_FIELDS, SOURCE_FIELDS
+
+_ARROW_OF: dict[type[DataType], pa.DataType] = {
+    StringType: pa.string(),
+    TimestampType: pa.timestamp("us", tz="UTC"),
+    DateType: pa.date32(),
+    IntegerType: pa.int32(),
+    LongType: pa.int64(),
+    DoubleType: pa.float64(),
+    BooleanType: pa.bool_(),
+    BinaryType: pa.binary(),
+}
+TABLES = ("transactions", "auth_events", "labels", "dead_letters")
+
+
+def _fields(pairs: list[tuple[str, Any]]) -> list[pa.Field]:
+    return [pa.field(name, _ARROW_OF[type(kind)]) for name, kind in pairs]
+
+
+# Every event table: the event's columns, where it came from, when it happened, and whether it
+# arrived behind the watermark (it is scored and kept all the same).
+EVENT_COLUMNS = [
+    *_fields(EVENT_FIELDS + SOURCE_FIELDS),
+    pa.field("event_date", pa.date32()),
+    pa.field("late", pa.bool_()),
+    pa.field("lateness_ms", pa.int64()),
+]
+EVENT_TABLE = pa.schema(EVENT_COLUMNS)
+TRANSACTION_TABLE = pa.schema(
+    [*EVENT_COLUMNS, *(pa.field(name, pa.float64()) for name in FEATURE_NAMES)]
+)
+SCORE_COLUMNS = [
+    pa.field("fraud_score", pa.float64()),
+    pa.field("model_version", pa.string()),
+    pa.field("decision", pa.string()),
+    pa.field("reason_codes", pa.list_(pa.string())),
+]
+SCORED_TRANSACTION_TABLE = pa.schema([*TRANSACTION_TABLE, *SCORE_COLUMNS])
+DEAD_LETTER_TABLE = pa.schema(
+    [
+        pa.field("reason", pa.string()),
+        pa.field("field", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("raw_payload", pa.binary()),
+        *_fields(SOURCE_FIELDS),
+        pa.field("arrival_date", pa.date32()),
+    ]
+)
+
+
+def _day(moment: datetime | None) -> date | None:
+    return None if moment is None else moment.date()
+
+
+def event_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows of an event table -> an Arrow table of `schema` (event_date filled in).
+
+    A feature without history is NaN in the feature code and null in the lake, as SQL expects.
+    """
+    for row in rows:
+        row["event_date"] = _day(row["event_time"])
+    arrays = [
+        pa.array([row.get(f.name) for row in rows], type=f.type, from_pandas=True) for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def dead_letter_table(rows: list[dict[str, Any]]) -> pa.Table:
+    renamed = {
+        "reason": "dead_letter_reason",
+        "field": "dead_letter_field",
+        "detail": "dead_letter_detail",
+        "raw_payload": "raw_payload_masked",
+    }
+    columns: dict[str, list[Any]] = {name: [] for name in DEAD_LETTER_TABLE.names}
+    for row in rows:
+        for name in DEAD_LETTER_TABLE.names:
+            if name == "arrival_date":
+                columns[name].append(_day(row["approximateArrivalTimestamp"]))
+            else:
+                columns[name].append(row.get(renamed.get(name, name)))
+    return pa.Table.from_pydict(columns, schema=DEAD_LETTER_TABLE)

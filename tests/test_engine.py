@@ -1,0 +1,244 @@
+"""The feature engine without Spark: watermark per shard, exact dedupe and conflicts, late
+events scored, features equal to training's, and state that a replay reads as batch N-1 left it."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ml_model.features import compute_features, from_row
+from processor.checkpoint_files import CheckpointFiles
+from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
+from processor.engine.state import SNAPSHOT_EVERY
+from processor.engine.watermark import (
+    WATERMARK_MAX_SKEW_MS,
+    ShardMark,
+    advance,
+    bounded_times,
+    combined,
+)
+
+MIN = 60_000
+HOUR = 60 * MIN
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ARRIVAL = T0 + timedelta(days=60)  # a replay: everything arrives long after it happened
+SETTINGS = EngineSettings(
+    watermark_delay_ms=10 * MIN, idle_shard_timeout_ms=MIN, dedupe_retention_ms=35 * 24 * HOUR
+)
+
+
+def tx(
+    n: int,
+    minutes: float,
+    shard: str = "s0",
+    card: str = "card-a",
+    terminal: str = "term-1",
+    amount: float = 10.0,
+    seq: int | None = None,
+    arrival: datetime = ARRIVAL,
+) -> dict[str, Any]:
+    """A parsed transaction row, as processor/parse.py makes it."""
+    tx_id = f"tx-{n:06d}"
+    payload = f"{tx_id}|{minutes}|{amount}|{card}".encode()
+    return {
+        "event_type": "transaction",
+        "event_id": tx_id,
+        "transaction_id": tx_id,
+        "event_time": T0 + timedelta(minutes=minutes),
+        "card_token": card,
+        "card_last4": "1111",
+        "terminal_id": terminal,
+        "amount": amount,
+        "merchant_id": "m-1",
+        "merchant_country": "FR",
+        "latitude": 48.8,
+        "longitude": 2.3,
+        "channel": "pos",
+        "device_id": None,
+        "shardId": shard,
+        "sequenceNumber": f"{seq if seq is not None else n:030d}",
+        "subSequenceNumber": 0,
+        "approximateArrivalTimestamp": arrival,
+        "dead_letter_reason": None,
+        "dedupe_key": f"transaction:{tx_id}",
+        "payload_digest": hashlib.blake2b(payload, digest_size=16).hexdigest(),
+    }
+
+
+def engine(tmp_path: Path, settings: EngineSettings = SETTINGS) -> FeatureEngine:
+    return FeatureEngine(StateStore(CheckpointFiles(str(tmp_path))), settings)
+
+
+def run(eng: FeatureEngine, rows: list[dict[str, Any]], batch_id: int) -> Any:
+    result = eng.process([dict(r) for r in rows], batch_id)
+    eng.commit()
+    return result
+
+
+# ---------------------------------------------------------------- watermark
+def test_duration_units() -> None:
+    assert delay_ms("10 minutes") == 600_000
+    assert delay_ms("1 day") == 86_400_000
+    assert delay_ms("35 days") == 35 * 86_400_000
+
+
+def test_watermark_follows_the_slowest_active_shard() -> None:
+    arrival = 1_000 * HOUR
+    marks = advance(
+        {},
+        [
+            ("fast", arrival, 500 * HOUR),
+            ("fast", arrival, 501 * HOUR),
+            ("slow", arrival, 100 * HOUR),
+        ],
+    )
+    assert combined(marks, 10 * MIN, MIN) == 100 * HOUR - 10 * MIN
+    # The slow shard goes quiet (its newest record arrived long before the others'): idle.
+    marks = advance(marks, [("fast", arrival + HOUR, 502 * HOUR)])
+    assert combined(marks, 10 * MIN, MIN) == 502 * HOUR - 10 * MIN
+
+
+def test_a_record_dated_tomorrow_or_one_outlier_cannot_move_a_shard() -> None:
+    arrival = 1_000 * HOUR
+    tomorrow = bounded_times([arrival], [arrival + 23 * HOUR])
+    assert tomorrow == [arrival + WATERMARK_MAX_SKEW_MS]
+    ordinary = [100 * HOUR + i * MIN for i in range(5)]
+    bounded = bounded_times([arrival] * 6, [*ordinary, 120 * HOUR])
+    assert max(bounded) == max(ordinary)
+    assert advance({"s": ShardMark(max(ordinary), arrival)}, [])["s"].max_event_ms == max(ordinary)
+
+
+# ---------------------------------------------------------------- dedupe, lateness
+def test_resent_copy_is_dropped_and_a_conflict_is_kept(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    first = run(eng, [tx(1, 0), tx(2, 1)], 0)
+    assert [r["transaction_id"] for r in first.transactions] == ["tx-000001", "tx-000002"]
+    # Batch 1: the same bytes again (a producer retry), and id 2 with other content and a time
+    # days later (outside any watermark): neither makes a second transaction row.
+    resent = tx(1, 0, seq=10)
+    conflict = tx(2, 3 * 24 * 60, amount=999.0, seq=11)
+    second = run(eng, [resent, conflict, tx(3, 2, seq=12)], 1)
+    assert second.duplicates == 1
+    assert [r["transaction_id"] for r in second.transactions] == ["tx-000003"]
+    assert [r["dead_letter_reason"] for r in second.dead_letters] == ["duplicate_conflict"]
+    assert second.dead_letters[0]["raw_payload_masked"]
+
+
+def test_same_batch_copies_are_decided_in_stream_order(tmp_path: Path) -> None:
+    a = tx(1, 0, seq=5)
+    b = tx(1, 0, amount=50.0, seq=4)  # earlier in the shard: it is the first copy
+    result = run(engine(tmp_path), [a, b], 0)
+    assert [r["amount"] for r in result.transactions] == [50.0]
+    assert [r["dead_letter_reason"] for r in result.dead_letters] == ["duplicate_conflict"]
+
+
+def test_late_events_are_scored_and_flagged(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    run(eng, [tx(i, 60 * 48 + i, shard="s0") for i in range(1, 4)], 0)
+    # One hour and two days behind the watermark: still transactions, with features.
+    late = run(eng, [tx(10, 60 * 47, seq=20), tx(11, 0, seq=21)], 1)
+    assert late.late == 2 and not late.dead_letters
+    assert [r["late"] for r in late.transactions] == [True, True]
+    assert late.transactions[0]["lateness_ms"] > 50 * MIN
+    assert late.transactions[1]["lateness_ms"] > 47 * HOUR
+    assert all(not math.isnan(r["card_tx_count_7d"]) for r in late.transactions)
+
+
+def test_a_slow_shard_makes_nothing_late(tmp_path: Path) -> None:
+    """Two shards, one a day ahead of the other in event time (a fast replay)."""
+    eng = engine(tmp_path)
+    total_late = 0
+    for batch in range(5):
+        rows = [tx(100 + batch, 24 * 60 + batch, shard="ahead", card="c1", seq=batch)]
+        rows.append(tx(200 + batch, batch, shard="behind", card="c2", seq=batch))
+        total_late += run(eng, rows, batch).late
+    assert total_late == 0
+
+
+# ---------------------------------------------------------------- features and replay
+def test_features_equal_the_training_features_batch_by_batch(tmp_path: Path) -> None:
+    rows = [
+        tx(i, i * 7.5, shard=f"s{i % 3}", card=f"card-{i % 4}", terminal=f"t-{i % 5}", seq=i)
+        for i in range(120)
+    ]
+    eng = engine(tmp_path)
+    streamed: dict[str, dict[str, Any]] = {}
+    for batch, start in enumerate(range(0, len(rows), 25)):
+        for row in run(eng, rows[start : start + 25], batch).transactions:
+            streamed[row["transaction_id"]] = row
+    expected = compute_features(from_row(r) for r in rows).set_index("transaction_id")
+    for tx_id, features in expected.iterrows():
+        for name, value in features.items():
+            got = streamed[str(tx_id)][name]
+            assert (math.isnan(value) and math.isnan(got)) or got == value, (tx_id, name)
+
+
+def test_replay_after_a_crash_reads_what_the_previous_batch_left(tmp_path: Path) -> None:
+    rows = [tx(i, i, card="c", seq=i) for i in range(40)]
+    clean = engine(tmp_path / "clean")
+    expected = [
+        run(clean, rows[i : i + 10], b).transactions for b, i in enumerate(range(0, 40, 10))
+    ]
+
+    crashing = engine(tmp_path / "crash")
+    run(crashing, rows[:10], 0)
+    run(crashing, rows[10:20], 1)
+    crashing.process([dict(r) for r in rows[20:30]], 2)
+    crashing.commit()  # batch 2 saved its state, then the driver died before Spark committed it
+    restarted = engine(tmp_path / "crash")  # a new driver: state from the files, as of batch 1
+    replay = run(restarted, rows[20:30], 2)
+    assert replay.transactions == expected[2]
+    assert run(restarted, rows[30:40], 3).transactions == expected[3]
+
+
+def test_state_survives_snapshots_and_changelogs(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    for batch in range(SNAPSHOT_EVERY + 3):
+        run(eng, [tx(batch, batch, card=f"c{batch % 7}", seq=batch)], batch)
+    assert eng.state is not None
+    loaded = StateStore(CheckpointFiles(str(tmp_path))).load(SNAPSHOT_EVERY + 2)
+    assert loaded.cards == eng.state.cards and loaded.seen == eng.state.seen
+    assert loaded.shards == eng.state.shards
+
+
+def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:
+    short = EngineSettings(
+        watermark_delay_ms=MIN, idle_shard_timeout_ms=MIN, dedupe_retention_ms=HOUR
+    )
+    eng = engine(tmp_path, short)
+    run(eng, [tx(1, 0, card="old"), tx(2, 1, card="old")], 0)
+    days = 40 * 24 * 60  # past every card and terminal retention
+    run(eng, [tx(3, days, card="new", seq=3), tx(4, days + 1, card="new", seq=4)], 1)
+    assert eng.state is not None
+    assert "old" not in eng.state.cards and "new" in eng.state.cards
+    assert "transaction:tx-000001" not in eng.state.seen
+
+
+@pytest.mark.integration
+def test_checkpoint_files_on_s3(settings: Any) -> None:
+    from config.aws import make_client
+    from scripts.setup_aws import ensure_bucket
+
+    ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
+    aws = settings.aws
+    files = CheckpointFiles(
+        f"s3a://{settings.s3.bucket}/checkpoints/job",
+        aws.endpoint_url,
+        aws.region,
+        aws.access_key_id,
+        aws.secret_access_key,
+    )
+    eng = FeatureEngine(StateStore(files), SETTINGS)
+    run(eng, [tx(1, 0)], 0)
+    run(eng, [tx(2, 1, seq=2)], 1)
+    assert files.batch_ids("engine_state", ".changes") == [1]
+    make_client("s3", aws).put_object(
+        Bucket=settings.s3.bucket, Key="checkpoints/job/commits/1", Body=b"v1\n{}"
+    )
+    assert files.last_committed_batch() == 1
+    assert set(StateStore(files).load(1).seen) == {"transaction:tx-000001", "transaction:tx-000002"}
