@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,10 @@ def transform(records: DataFrame, settings: Settings) -> DataFrame:
 
 
 def write(
-    parsed: DataFrame, settings: Settings, writer: LakeWriter, available_now: bool
+    parsed: DataFrame,
+    settings: Settings,
+    writer: Callable[[DataFrame, int], None],
+    available_now: bool,
 ) -> StreamingQuery:
     stream = (
         parsed.writeStream.queryName("fraud-processor")

@@ -79,8 +79,14 @@ def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
     sender.flush()
     alerts = AlertWriter(settings)
     writer = lake_writer(settings, frame_scorer(settings), alerts)
+    timings: list[dict[str, int]] = []
+
+    def timed(batch: Any, batch_id: int) -> None:
+        writer(batch, batch_id)
+        timings.append(dict(writer.stats.timings_ms))
+
     began = time.perf_counter()
-    query = write(transform(ingest(spark, settings), settings), settings, writer, True)
+    query = write(transform(ingest(spark, settings), settings), settings, timed, True)
     query.awaitTermination()
     elapsed = time.perf_counter() - began
     assert query.exception() is None, query.exception()
@@ -100,6 +106,7 @@ def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
         "first_batch_ms": batches[0][1] if batches else None,
         "steady_batch_median_ms": steady[len(steady) // 2] if steady else None,
         "batches": batches,
+        "sink_ms_per_batch": timings,
     }
 
 
