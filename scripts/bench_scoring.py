@@ -44,6 +44,7 @@ from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.records import OutgoingRecord
 from producer.stats import SendStats
+from scripts import bench_baseline
 from scripts.local_aws import LocalAws, free_port, start, stop
 from scripts.setup_aws import ensure_alerts_table, ensure_stream
 
@@ -72,9 +73,74 @@ def _prepare(settings: Settings) -> KinesisWriter:
     return KinesisWriter(kinesis, settings.kinesis.stream_name, SendStats(), failed)
 
 
-def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
+def peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory (VmHWM) of this process and its descendants: the driver, the JVM
+    and the Python workers, by name."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except OSError:
+            continue
+        pid = int(status.parent.name)
+        parents[pid] = int(fields.get("PPid", "0").strip())
+        names[pid] = fields.get("Name", "?").strip()
+    me = os.getpid()
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == me:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    out: dict[str, float] = {}
+    for pid in parents:
+        if not descends(pid):
+            continue
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                name = "driver" if pid == me else names[pid]
+                out[name] = round(out.get(name, 0.0) + int(line.split()[1]) / 1024, 1)
+    return out
+
+
+def state_report(writer: Any) -> dict[str, Any]:
+    """Bytes of the engine's state per entity kind (pickled, as it is saved)."""
+    import pickle
+
+    state = writer.engine.state
+    if state is None:
+        return {}
+    report: dict[str, Any] = {}
+    for name, table in (
+        ("cards", state.cards),
+        ("terminals", state.terminals),
+        ("ids", state.seen),
+    ):
+        size = len(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
+        report[name] = {
+            "count": len(table),
+            "bytes": size,
+            "bytes_per_entity": round(size / max(len(table), 1)),
+        }
+    return report
+
+
+def throughput(
+    spark: Any, settings: Settings, events: int, customers: int = 2_000
+) -> dict[str, Any]:
     sender = _prepare(settings)
-    options = GeneratorOptions(seed=5, num_transactions=events, fraud_rate=0.02)
+    options = GeneratorOptions(
+        seed=5, num_transactions=events, fraud_rate=0.02, num_customers=customers
+    )
     sender.put(TransactionGenerator(options).records())
     sender.flush()
     alerts = AlertWriter(settings)
@@ -96,6 +162,9 @@ def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
     ]
     # Steady batches: every data batch but the first (which starts the Python workers).
     steady = sorted(duration for _, duration in batches[1:])
+    steady_rows = sum(rows for rows, _ in batches[1:])
+    steady_ms = sum(duration for _, duration in batches[1:])
+    sink_ms = sum(sum(t.values()) for t in timings[1:])
     return {
         "records": delivered,
         "seconds": round(elapsed, 1),
@@ -105,6 +174,14 @@ def throughput(spark: Any, settings: Settings, events: int) -> dict[str, Any]:
         "data_batches": len(batches),
         "first_batch_ms": batches[0][1] if batches else None,
         "steady_batch_median_ms": steady[len(steady) // 2] if steady else None,
+        "steady_events_per_s": round(steady_rows * 1000 / steady_ms) if steady_ms else None,
+        "steady_us_per_event": round(steady_ms * 1000 / steady_rows) if steady_rows else None,
+        "steady_sink_us_per_event": round(sink_ms * 1000 / steady_rows) if steady_rows else None,
+        "event_time_days": round(
+            (writer.stats.watermark_ms or 0) / 86_400_000 - options.start_time_ms / 86_400_000, 1
+        ),
+        "state": state_report(writer),
+        "peak_rss_mb": peak_rss_mb(),
         "batches": batches,
         "sink_ms_per_batch": timings,
     }
@@ -190,6 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting"
     )
     parser.add_argument("--label", default="", help="saved as bench-results/scoring[-LABEL].json")
+    parser.add_argument(
+        "--customers", type=int, default=2_000, help="fewer customers: more days of event time"
+    )
+    parser.add_argument("--no-scoring-ratio", action="store_true", help="skip the row-by-row run")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the per-record baseline consumer"
+    )
+    parser.add_argument(
+        "--baseline-limit", type=int, default=20_000, help="records the baseline consumes"
+    )
     args = parser.parse_args(argv)
     confs = dict(item.split("=", 1) for item in args.conf)
     os.environ.setdefault("CARD_TOKEN_KEY", "benchmark-only-tokenisation-key")
@@ -211,14 +298,38 @@ def main(argv: list[str] | None = None) -> int:
                 processor=processor,
                 model={"path": model_path},
             )
+            jvm_began = time.perf_counter()
             spark = build_spark(base, app_name="bench-scoring", master="local[2]",
                                 extra={"spark.driver.host": "127.0.0.1", **confs})  # fmt: skip
+            results["jvm_start_s"] = round(time.perf_counter() - jvm_began, 1)
             spark.sparkContext.setLogLevel("ERROR")
             first = _run_settings(base, root, "throughput")
-            results["throughput"] = throughput(spark, first, args.events)
-            print("throughput", json.dumps(results["throughput"]), flush=True)
-            results["scoring"] = vectorised_vs_rows(spark, first, model_path)
-            print("scoring", json.dumps(results["scoring"]), flush=True)
+            results["throughput"] = throughput(spark, first, args.events, args.customers)
+            run = results["throughput"]
+            run["events_per_s_with_jvm_start"] = round(
+                run["records"] / (run["seconds"] + results["jvm_start_s"])
+            )
+            print("throughput", json.dumps(run), flush=True)
+            if not args.no_baseline:
+                # The per-record yardstick, on the same stream, in the same run.
+                table = f"{first.dynamodb.alerts_table}-baseline"
+                ensure_alerts_table(make_client("dynamodb", first.aws), table)
+                baseline = bench_baseline.run(
+                    bench_baseline.main_parser().parse_args(
+                        ["--endpoint-url", str(first.aws.endpoint_url),
+                         "--stream-name", first.kinesis.stream_name,
+                         "--model", model_path, "--alerts-table", table,
+                         "--limit", str(args.baseline_limit)]
+                    )
+                )  # fmt: skip
+                results["baseline"] = baseline
+                results["ratio_to_baseline"] = round(
+                    run["events_per_s"] / baseline["events_per_s"], 1
+                )
+                print("baseline", json.dumps(baseline), flush=True)
+            if not args.no_scoring_ratio:
+                results["scoring"] = vectorised_vs_rows(spark, first, model_path)
+                print("scoring", json.dumps(results["scoring"]), flush=True)
             for rate in (int(r) for r in args.rates.split(",") if r.strip()):
                 run = _run_settings(base, root, f"latency-{rate}")
                 results[f"latency_at_{rate}"] = latency(spark, run, rate, args.duration)
