@@ -101,6 +101,8 @@ class BatchCounts:
     engine_ms: int = 0  # dedupe + lateness + features on the driver
     # Where the batch's time went: collect, engine, score, alerts, delta, state (ms).
     timings_ms: dict[str, int] = field(default_factory=dict)
+    # Per event of the last batch: Kinesis arrival -> its lake commit (ms); replaced each batch.
+    arrival_to_commit_ms: list[int] = field(default_factory=list)
 
 
 def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
@@ -181,6 +183,11 @@ class LakeWriter:
         clock.lap("alerts")
         self._write_tables(spark, tables, batch_id)
         clock.lap("delta")
+        committed_ms = int(time.time() * 1000)
+        self.stats.arrival_to_commit_ms = [
+            committed_ms - int(row["approximateArrivalTimestamp"].timestamp() * 1000)
+            for row in (*transactions, *result.auth_events, *result.labels)
+        ]
         state_bytes = self.engine.commit()
         clock.lap("state")
         counts = {table: arrow.num_rows for table, arrow in tables.items()}

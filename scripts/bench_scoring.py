@@ -199,7 +199,13 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     run = settings.with_overrides(processor={"trigger_interval": "1 second"})
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)
-    query = write(transform(ingest(spark, run), run), run, writer, False)
+    committed: list[int] = []
+
+    def timed(batch: Any, batch_id: int) -> None:
+        writer(batch, batch_id)
+        committed.extend(writer.stats.arrival_to_commit_ms)
+
+    query = write(transform(ingest(spark, run), run), run, timed, False)
     stop_sending = threading.Event()
     options = GeneratorOptions(seed=8, num_transactions=None, fraud_rate=0.05)
     records = (r for r in TransactionGenerator(options).records() if r.event_type != "chargeback")
@@ -224,13 +230,23 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     time.sleep(20)  # let the last batches finish
     query.stop()
     warm = alerts.stats.latencies_ms[len(alerts.stats.latencies_ms) // 10 :]
-    p50, p95, p99 = np.percentile(warm, [50, 95, 99]) if warm else (np.nan,) * 3
+    commits = committed[len(committed) // 10 :]  # the first tenth is warm-up
+
+    def percentiles(values: list[int]) -> dict[str, int | None]:
+        if not values:
+            return {"p50": None, "p95": None, "p99": None}
+        p50, p95, p99 = np.percentile(values, [50, 95, 99])
+        return {"p50": round(p50), "p95": round(p95), "p99": round(p99)}
+
     return {
         "rate_per_s": rate,
         "duration_s": duration,
         "sent": sender.stats.sent,
         "alerts_measured": len(warm),
-        "event_to_alert_ms": {"p50": round(p50), "p95": round(p95), "p99": round(p99)},
+        "event_to_alert_ms": percentiles(warm),
+        "events_measured": len(commits),
+        "arrival_to_lake_commit_ms": percentiles(commits),
+        "load_average": os.getloadavg(),
     }
 
 
