@@ -154,6 +154,13 @@ class LakeWriter:
     transaction_sinks: list[RowSink] = field(default_factory=list)
     # The checkpoint's query id (read at the first batch); names this query's Delta writes.
     query_id: str | None = None
+    # Called after each side effect ("alerts", "delta", "state") with the batch id; tests use
+    # it to crash a batch at an exact step and replay it.
+    after_step: Callable[[str, int], None] | None = None
+
+    def _done(self, step: str, batch_id: int) -> None:
+        if self.after_step is not None:
+            self.after_step(step, batch_id)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
@@ -181,8 +188,10 @@ class LakeWriter:
             for sink in self.transaction_sinks:
                 sink(transactions, batch_id)
         clock.lap("alerts")
+        self._done("alerts", batch_id)
         self._write_tables(spark, tables, batch_id)
         clock.lap("delta")
+        self._done("delta", batch_id)
         committed_ms = int(time.time() * 1000)
         self.stats.arrival_to_commit_ms = [
             committed_ms - int(row["approximateArrivalTimestamp"].timestamp() * 1000)
@@ -190,6 +199,7 @@ class LakeWriter:
         ]
         state_bytes = self.engine.commit()
         clock.lap("state")
+        self._done("state", batch_id)
         counts = {table: arrow.num_rows for table, arrow in tables.items()}
         self.stats.batch_id = batch_id
         self.stats.counts = counts

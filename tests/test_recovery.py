@@ -95,3 +95,76 @@ def test_alert_outage_never_leaves_an_alert_row_without_its_alert(
     alerted = sorted(r.transaction_id for r in rows.where("decision = 'ALERT'").collect())
     assert alerted, "the model should alert on some of the fraud"
     assert sorted(i["transaction_id"]["S"] for i in scan_alerts(settings)) == alerted
+
+
+class CrashAt:
+    """Fails batch `batch_id` once, right after its step `step` (a fault hook)."""
+
+    def __init__(self, step: str, batch_id: int) -> None:
+        self.step, self.batch_id, self.fired = step, batch_id, False
+
+    def __call__(self, step: str, batch_id: int) -> None:
+        if (step, batch_id) == (self.step, self.batch_id) and not self.fired:
+            self.fired = True
+            raise RuntimeError(f"injected crash after {step} of batch {batch_id}")
+
+
+def _lake(spark: Any, settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of the lake as sorted rows (all columns)."""
+    out = {}
+    for table in ("transactions", "auth_events", "dead_letters"):
+        path = table_path(settings.processor.lake_path, table)
+        if Path(path).exists():
+            rows = spark.read.format("delta").load(path).collect()
+            out[table] = sorted(tuple(str(v) for v in row) for row in rows)
+    return out
+
+
+def _alerts(settings: Settings) -> list[tuple[str, ...]]:
+    kept = ("transaction_id", "fraud_score", "decision", "reason_codes", "batch_id")
+    return sorted(tuple(str(item[name]) for name in kept) for item in scan_alerts(settings))
+
+
+def test_a_batch_replayed_after_a_crash_at_any_step_decides_as_before(
+    spark: Any, settings: Settings, trained_model: Path, tmp_path: Path
+) -> None:
+    base = settings.with_overrides(
+        model={"path": str(trained_model)}, processor={"max_records_per_shard": 150}
+    )
+    produce(base, 900, seed=57, fraud_rate=0.05, anomaly_rate=0.03, num_customers=150)
+    scorer = frame_scorer(base)
+
+    def variant(name: str) -> Settings:
+        run = base.with_overrides(
+            dynamodb={"alerts_table": f"{base.dynamodb.alerts_table}-{name}"},
+            processor={
+                "lake_path": str(tmp_path / name / "lake"),
+                "checkpoint_location": str(tmp_path / name / "checkpoint"),
+            },
+        )
+        ensure_alerts_table(make_client("dynamodb", run.aws), run.dynamodb.alerts_table)
+        return run
+
+    def drain(run: Settings, hook: CrashAt | None) -> None:
+        writer = lake_writer(run, scorer, AlertWriter(run))
+        writer.after_step = hook
+        query = _run(spark, run, writer)
+        if hook is not None:
+            assert query.exception() is not None and hook.fired
+            writer = lake_writer(run, scorer, AlertWriter(run))  # a restarted driver
+            query = _run(spark, run, writer)
+        assert query.exception() is None
+
+    clean = variant("clean")
+    drain(clean, None)
+    expected_lake, expected_alerts = _lake(spark, clean), _alerts(clean)
+    assert expected_alerts and len(expected_lake["transactions"]) > 300
+    for step in ("alerts", "delta", "state"):
+        crashed = variant(step)
+        drain(crashed, CrashAt(step, batch_id=1))
+        assert _lake(spark, crashed) == expected_lake, step
+        assert _alerts(crashed) == expected_alerts, step
+
+
+def _run(spark: Any, settings: Settings, writer: LakeWriter) -> Any:
+    return run(spark, settings, writer, {})
