@@ -102,7 +102,12 @@ def build_spark(
         **s3a_options(settings),
     }
     jars = jar_paths()
-    if jars:
+    if jars and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # We start the JVM ourselves: put the JARs on its classpath. `spark.jars` would copy
+        # them (655 MB of AWS SDK) into Spark's temp folder for every session, and a killed
+        # job leaves that copy behind. In local mode the executors share this JVM.
+        options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
+    elif jars:
         options["spark.jars"] = ",".join(jars)
     options.update(extra or {})
     for key, value in options.items():
