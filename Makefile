@@ -12,7 +12,7 @@ PROFILE ?= local
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help check-tools venv jars demo test test-fast lint format bench clean aws-start aws-stop train
+.PHONY: help check-tools venv jars demo test test-under-load test-fast lint format bench clean aws-start aws-stop train
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ demo: venv jars ## Run the pipeline on the embedded AWS emulator (no cloud, no D
 
 test: venv jars ## Run the whole test suite (unit, integration and slow tests).
 	$(PY) -m pytest
+
+test-under-load: venv jars ## The whole suite while two busy loops hold both cores.
+	bash scripts/with_busy_cores.sh 2 $(PY) -m pytest
 
 test-fast: venv ## Run the tests that need neither Spark nor the JARs.
 	$(PY) -m pytest -m "not slow"
