@@ -1,10 +1,12 @@
-"""The streaming job: Kinesis -> parse + tokenise -> dedupe -> Delta lake (+ dead letters).
+"""The streaming job: Kinesis -> parse + tokenise -> engine, scoring, alerts, Delta (foreachBatch).
 
     spark-submit processor/job.py --profile local [--available-now]
     python -m processor.job --profile local [--available-now]
 
-ingest() reads the stream, transform() is a chain of pure DataFrame functions, write() starts
-the foreachBatch query. SIGTERM (or Ctrl+C) stops the query after the batch in flight.
+ingest() reads the stream, transform() parses it (a pure DataFrame function), write() starts
+the foreachBatch query whose sink (processor/sinks.py) runs the feature engine
+(processor/engine/: dedupe, per-shard watermark, features, state per batch id), scores, writes
+alerts, then the four Delta tables. SIGTERM (or Ctrl+C) stops the query after the batch in flight.
 """
 
 from __future__ import annotations

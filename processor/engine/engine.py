@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ml_model.features import ENTITY_KINDS, from_row
+from ml_model.features import ENTITIES_OF, ENTITY_KINDS, from_row
 from ml_model.features.definitions import (
     CARD,
     CARD_RETENTION,
@@ -41,11 +41,6 @@ logger = logging.getLogger(__name__)
 REASON_DUPLICATE_CONFLICT = "duplicate_conflict"
 # How long an entity's state outlives its newest event (the longest window it serves).
 RETENTION = {CARD: CARD_RETENTION, TERMINAL: TERMINAL_RETENTION}
-ENTITY_OF: dict[str, tuple[str, ...]] = {
-    "transaction": (CARD, TERMINAL),
-    "auth": (CARD,),
-    "chargeback": (TERMINAL,),
-}
 Row = dict[str, Any]
 
 
@@ -190,7 +185,7 @@ class FeatureEngine:
         grouped: dict[tuple[str, str], list[FeatureEvent]] = defaultdict(list)
         for row in valid:
             event = from_row(row)
-            for kind in ENTITY_OF[row["event_type"]]:
+            for kind in ENTITIES_OF[row["event_type"]]:
                 entity = event.card if kind == CARD else event.terminal
                 if entity is not None:
                     grouped[(kind, entity)].append(event)
