@@ -10,36 +10,15 @@ from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql.types import (
-    BinaryType,
-    BooleanType,
-    DataType,
-    DateType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    TimestampType,
-)
 
 from ml_model.features import FEATURE_NAMES
-from processor.parse import EVENT_FIELDS, SOURCE_FIELDS
+from processor.parse import ARROW_TYPE_OF, EVENT_FIELDS, SOURCE_FIELDS
 
-_ARROW_OF: dict[type[DataType], pa.DataType] = {
-    StringType: pa.string(),
-    TimestampType: pa.timestamp("us", tz="UTC"),
-    DateType: pa.date32(),
-    IntegerType: pa.int32(),
-    LongType: pa.int64(),
-    DoubleType: pa.float64(),
-    BooleanType: pa.bool_(),
-    BinaryType: pa.binary(),
-}
 TABLES = ("transactions", "auth_events", "labels", "dead_letters")
 
 
 def _fields(pairs: list[tuple[str, Any]]) -> list[pa.Field]:
-    return [pa.field(name, _ARROW_OF[type(kind)]) for name, kind in pairs]
+    return [pa.field(name, ARROW_TYPE_OF[type(kind)]) for name, kind in pairs]
 
 
 # Every event table: the event's columns, where it came from, when it happened, and whether it

@@ -37,7 +37,7 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         "dead_letters": counts.counts.get("dead_letters", 0) if same_batch else 0,
         "late_events": counts.late if same_batch else 0,
         "duplicates": counts.duplicates if same_batch else 0,
-        "engine_ms": counts.engine_ms if same_batch else 0,
+        "engine_ms": counts.timings_ms.get("engine", 0) if same_batch else 0,
         "state_bytes": counts.state_bytes if same_batch else 0,
         "watermark_ms": counts.watermark_ms,
         "source_lag_ms": lag,

@@ -95,23 +95,18 @@ EVENT_SCHEMA = StructType(
     [StructField(name, kind, True) for name, kind in EVENT_FIELDS + SOURCE_FIELDS]
     + [StructField("event_date", DateType(), True)]
 )
-_ARROW_SCHEMA = pa.schema(
-    [
-        (
-            f.name,
-            {
-                StringType: pa.string(),
-                TimestampType: pa.timestamp("us", tz="UTC"),
-                IntegerType: pa.int32(),
-                LongType: pa.int64(),
-                DoubleType: pa.float64(),
-                BooleanType: pa.bool_(),
-                BinaryType: pa.binary(),
-            }[type(f.dataType)],
-        )
-        for f in PARSED_SCHEMA.fields
-    ]
-)
+# Spark's types as Arrow types, for what leaves Python workers and the driver's engine.
+ARROW_TYPE_OF: dict[type[Any], pa.DataType] = {
+    StringType: pa.string(),
+    TimestampType: pa.timestamp("us", tz="UTC"),
+    DateType: pa.date32(),
+    IntegerType: pa.int32(),
+    LongType: pa.int64(),
+    DoubleType: pa.float64(),
+    BooleanType: pa.bool_(),
+    BinaryType: pa.binary(),
+}
+_ARROW_SCHEMA = pa.schema([(f.name, ARROW_TYPE_OF[type(f.dataType)]) for f in PARSED_SCHEMA.fields])
 _COPIED = [
     name
     for name, _ in EVENT_FIELDS

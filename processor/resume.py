@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from processor.hadoop_files import exists
 from processor.lake_tables import TABLES
 from processor.sinks import table_path
 
@@ -25,17 +26,9 @@ logger = logging.getLogger(__name__)
 _SEQUENCE_WIDTH = 128
 
 
-def _exists(spark: SparkSession, path: str) -> bool:
-    jvm = spark._jvm  # noqa: SLF001 - the Hadoop FileSystem API has no Python binding
-    assert jvm is not None
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
-    return bool(fs.exists(hadoop_path))
-
-
 def checkpoint_has_progress(spark: SparkSession, checkpoint_location: str) -> bool:
     """True once the query planned a batch here (its offset log exists)."""
-    return _exists(spark, f"{checkpoint_location.rstrip('/')}/offsets")
+    return exists(spark, f"{checkpoint_location.rstrip('/')}/offsets")
 
 
 def lake_positions(spark: SparkSession, lake_path: str) -> dict[str, str]:
@@ -43,7 +36,7 @@ def lake_positions(spark: SparkSession, lake_path: str) -> dict[str, str]:
     frames: list[DataFrame] = []
     for table in TABLES:
         path = table_path(lake_path, table)
-        if _exists(spark, f"{path}/_delta_log"):
+        if exists(spark, f"{path}/_delta_log"):
             frames.append(spark.read.format("delta").load(path).select("shardId", "sequenceNumber"))
     if not frames:
         return {}

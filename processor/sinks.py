@@ -25,6 +25,7 @@ import pandas as pd
 
 from ml_model.features import FEATURE_NAMES
 from processor.engine import FeatureEngine
+from processor.hadoop_files import read_text
 from processor.lake_tables import (
     EVENT_TABLE,
     SCORED_TRANSACTION_TABLE,
@@ -64,15 +65,7 @@ def checkpoint_query_id(spark: SparkSession, checkpoint_location: str) -> str:
     Spark writes the file before the first batch and never changes it, so the id is the same
     for every restart on one checkpoint and new after a reset.
     """
-    jvm = spark._jvm  # noqa: SLF001 - the Hadoop FileSystem API has no Python binding
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint_location.rstrip('/')}/metadata")
-    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
-    stream = fs.open(path)
-    try:
-        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
+    text = read_text(spark, f"{checkpoint_location.rstrip('/')}/metadata")
     return str(json.loads(text.splitlines()[0])["id"])
 
 
@@ -98,7 +91,6 @@ class BatchCounts:
     duplicates: int = 0  # re-sent copies dropped
     watermark_ms: int | None = None
     state_bytes: int = 0  # the engine's changelog or snapshot for this batch
-    engine_ms: int = 0  # dedupe + lateness + features on the driver
     # Where the batch's time went: collect, engine, score, alerts, delta, state (ms).
     timings_ms: dict[str, int] = field(default_factory=dict)
     # Per event of the last batch: Kinesis arrival -> its lake commit (ms); replaced each batch.
@@ -207,7 +199,6 @@ class LakeWriter:
         self.stats.duplicates = result.duplicates
         self.stats.watermark_ms = result.watermark_ms
         self.stats.state_bytes = state_bytes
-        self.stats.engine_ms = clock.laps["engine"]
         self.stats.timings_ms = clock.laps
         for table, count in counts.items():
             self.stats.totals[table] = self.stats.totals.get(table, 0) + count
