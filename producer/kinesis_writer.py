@@ -3,8 +3,11 @@
 Limits of the service: at most 500 records and 5 MiB per call, 1 MiB per record (data plus
 partition key). A call holds at most one record per partition key, so when an entry fails and is
 retried, no later record of the same card can already have been written: per-card order holds
-under partial failures and throttling. Records that still fail after the retry budget are
-appended to a JSONL file with their error, and counted; nothing is dropped silently.
+under partial failures and throttling. A record that waits for its card's turn is passed only by
+records sent at most MAX_REORDER_MS after it (their send time, the generator's clock), so a
+stream replayed far faster than real time is not shuffled by hours inside a shard: the
+processor's lateness rule would see that as late. Records that still fail after the retry budget
+are appended to a JSONL file with their error, and counted; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ logger = logging.getLogger(__name__)
 MAX_RECORDS_PER_CALL: Final = 500
 MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD: Final = 1024 * 1024
+# Well inside the processor's 10-minute watermark delay.
+MAX_REORDER_MS: Final = 60_000
 
 
 class KinesisWriter:
@@ -80,16 +85,26 @@ class KinesisWriter:
 
     # ------------------------------------------------------------------ internals
     def _take_batch(self) -> list[tuple[OutgoingRecord, int]]:
-        """First records of distinct partition keys, in queue order, within the call limits."""
+        """First records of distinct partition keys, in queue order, within the call limits;
+        the call ends where it would pass a waiting record by more than MAX_REORDER_MS."""
         batch: list[tuple[OutgoingRecord, int]] = []
         keep: deque[tuple[OutgoingRecord, int]] = deque()
         keys: set[str] = set()
         size = 0
+        first_waiting_ms: int | None = None
         while self._pending and len(batch) < self._batch_size:
             item = self._pending.popleft()
             record = item[0]
+            if (
+                first_waiting_ms is not None
+                and record.send_time_ms - first_waiting_ms > MAX_REORDER_MS
+            ):
+                keep.append(item)
+                break
             record_size = len(record.data) + len(record.partition_key.encode())
             if record.partition_key in keys or size + record_size > MAX_BYTES_PER_CALL:
+                if first_waiting_ms is None:
+                    first_waiting_ms = record.send_time_ms
                 keys.add(record.partition_key)  # later records of this key wait their turn
                 keep.append(item)
                 if size + record_size > MAX_BYTES_PER_CALL:

@@ -19,7 +19,7 @@ from config.aws import make_client
 from config.settings import Settings
 from producer.contract import parse_event_time, validate_event
 from producer.generator import GeneratorOptions, TransactionGenerator
-from producer.kinesis_writer import KinesisWriter
+from producer.kinesis_writer import MAX_REORDER_MS, KinesisWriter
 from producer.stats import SendStats
 from scripts.local_aws import free_port
 from scripts.setup_aws import ensure_stream
@@ -162,6 +162,31 @@ def test_partial_failures_and_throttling_lose_nothing_and_keep_order(settings: S
     for record in received:
         got_order[record["PartitionKey"]].append(record["Data"])
     assert got_order == sent_order
+
+
+def test_a_fast_replay_is_not_shuffled_inside_a_shard(settings: Settings) -> None:
+    # Days of event time written at once, few cards: a record waiting for its card's turn may
+    # be passed only by records sent within MAX_REORDER_MS of it, or the processor would see
+    # it hours late.
+    real = make_client("kinesis", settings.aws)
+    stream = settings.kinesis.stream_name
+    ensure_stream(real, stream, 2)
+    generator = TransactionGenerator(
+        GeneratorOptions(seed=12, num_transactions=3_000, num_customers=60, anomaly_rate=0.0)
+    )
+    records = list(generator.records())
+    send_ms = {r.data: r.send_time_ms for r in records}
+    assert max(send_ms.values()) - min(send_ms.values()) > 100 * MAX_REORDER_MS
+    writer = KinesisWriter(real, stream, SendStats(), settings.producer.failed_records_path)
+    writer.put(records)
+    writer.flush()
+
+    for shard_records in read_all(real, stream).values():
+        newest = 0
+        for record in shard_records:
+            moment = send_ms[record["Data"]]
+            assert moment > newest - MAX_REORDER_MS - 1
+            newest = max(newest, moment)
 
 
 def test_exhausted_retry_budget_writes_the_failed_file(settings: Settings, tmp_path: Path) -> None:
