@@ -7,12 +7,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.complete
+# Fully pinned, hashed locks (`make lock` writes them): runtime.lock is what the image installs,
+# dev.lock adds the dev and infra extras at the same versions and is what .venv installs.
+RUNTIME_LOCK := requirements/runtime.lock
+DEV_LOCK := requirements/dev.lock
+LOCK_CONSTRAINTS := requirements/constraints.txt
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+UV_COMPILE = $(UV) pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade)
 PROFILE ?= local
 
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help check-tools venv jars demo test test-under-load test-fast lint format bench clean aws-start aws-stop train
+.PHONY: help check-tools venv lock jars demo test test-under-load test-fast lint format bench clean aws-start aws-stop train
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -20,14 +29,23 @@ help: ## Show this help.
 check-tools: ## Check Python >= 3.11, Java >= 17 and Maven are installed.
 	@bash scripts/check_tools.sh "$(PYTHON)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@bash scripts/check_tools.sh "$(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,infra]'
+	$(PY) -m pip install --quiet -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## Create .venv and install the project with its dev tools.
+venv: $(STAMP) ## Create .venv and install the pinned dependencies and dev tools (dev.lock).
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+
+lock: $(UV) ## Re-pin requirements/*.lock from pyproject.toml (UPGRADE=1: newest allowed versions).
+	$(UV_COMPILE) --extra dev --extra infra -c $(LOCK_CONSTRAINTS) -o $(DEV_LOCK)
+	$(UV_COMPILE) -c $(DEV_LOCK) -o $(RUNTIME_LOCK)
 
 $(JARS_STAMP): infrastructure/jars/pom.xml
 	bash scripts/fetch_jars.sh
