@@ -35,5 +35,9 @@ class ModelError(FraudPipelineError):
     """A model artifact is missing, unreadable or does not match the computed features."""
 
 
+class ModelVersionError(ModelError):
+    """A model was saved by a scikit-learn (or numpy) release whose pickles this one can't trust."""
+
+
 class ScorerUnavailableError(FraudPipelineError):
     """The remote scorer (SageMaker endpoint) cannot be reached or keeps failing."""

@@ -3,6 +3,9 @@
 The card is the contract between training and scoring: the feature list and its order, the
 threshold and the policy it came from, the reference values reason codes compare against, the
 training window, metrics and a hash of the training data.
+
+A model is a pickle: it loads only into the library releases it was written with. Loading checks
+the versions the card records against the installed ones first (`check_library_versions`).
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import joblib
 
-from config.exceptions import ModelError
+from config.exceptions import ModelError, ModelVersionError
 
 if TYPE_CHECKING:
     from config.settings import AwsSettings
@@ -25,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model_card.json"
+
+# How many leading release numbers must match for a pickle to be trusted: scikit-learn changes
+# its estimators' internals between minor releases, numpy its array pickles between majors.
+# (pandas is recorded too, but no pandas object is pickled in the model.)
+PICKLE_COMPATIBLE_PARTS = {"scikit-learn": 2, "numpy": 1}
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,62 @@ def read_card(path: str, aws: AwsSettings | None = None) -> ModelCard:
     return ModelCard.from_json(read_artifact(path, CARD_FILE, aws).decode(), f"{path}/{CARD_FILE}")
 
 
+def _release(text: str) -> tuple[int, ...]:
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(part) for part in match[0].split(".")) if match else ()
+
+
+def check_library_versions(card: ModelCard, where: str) -> None:
+    """Refuse a model written by another scikit-learn minor (or numpy major) release.
+
+    A patch difference is fine and only logged. A card that records no versions (written
+    before they were recorded) cannot be checked: that is logged too.
+    """
+    for lib, parts in PICKLE_COMPATIBLE_PARTS.items():
+        recorded = card.library_versions.get(lib)
+        if recorded is None:
+            logger.warning(
+                "model %s at %s records no %s version: not checked", card.version, where, lib
+            )
+            continue
+        try:
+            running = version(lib)
+        except PackageNotFoundError:
+            running = ""
+        if recorded == running:
+            continue
+        wanted, have = _release(recorded)[:parts], _release(running)[:parts]
+        if len(wanted) < parts or wanted != have:
+            line = ".".join(str(n) for n in wanted) or recorded
+            installed = f"{lib} {running} is installed" if running else f"{lib} is not installed"
+            raise ModelVersionError(
+                f"model {card.version} at {where} was saved with {lib} {recorded}, but "
+                f"{installed}, and {lib} pickles only load within the release line they "
+                f"were written by ({line}.x). Retrain the model with this {lib}: "
+                f"`python -m ml_model.train`, or install the recorded version: "
+                f"`pip install {lib}=={recorded}`."
+            )
+        logger.info(
+            "model %s was saved with %s %s, running %s: same release line, loading",
+            card.version,
+            lib,
+            recorded,
+            running,
+        )
+
+
+def load_model(blob: bytes, card: ModelCard, where: str) -> Any:
+    """Unpickle the model of `card`, after checking the library versions it was saved with."""
+    check_library_versions(card, where)
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    with warnings.catch_warnings():
+        # scikit-learn warns on any version difference; the check above has already judged it.
+        warnings.simplefilter("ignore", InconsistentVersionWarning)
+        return joblib.load(io.BytesIO(blob))
+
+
 def read_model(path: str, aws: AwsSettings | None = None) -> tuple[Any, ModelCard]:
     card = read_card(path, aws)
-    model = joblib.load(io.BytesIO(read_artifact(path, MODEL_FILE, aws)))
+    model = load_model(read_artifact(path, MODEL_FILE, aws), card, path)
     return model, card
