@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Mapping
 from typing import Final
 
 from config.exceptions import ConfigError
@@ -30,9 +31,9 @@ _SEPARATOR_RUN = re.compile(_SEPARATOR + rb"+")
 _ONE_DIGIT = re.compile(_DIGIT)
 
 
-def load_key(env_var: str) -> bytes:
+def load_key(env_var: str, environ: Mapping[str, str] | None = None) -> bytes:
     """The tokenisation key; a missing or short key is a ConfigError naming the variable."""
-    value = os.environ.get(env_var)
+    value = (os.environ if environ is None else environ).get(env_var)
     if not value:
         raise ConfigError(
             f"environment variable {env_var} (processor.tokenization_key_env) must hold the "

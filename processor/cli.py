@@ -1,10 +1,19 @@
-"""Command-line options of the processor job; they override the profile's configuration."""
+"""Command-line options of the processor job; they override the profile's configuration.
+
+    python -m processor.job --profile local --available-now
+
+Options left out keep the profile's value (config/config.yaml, section `processor` unless
+said otherwise). A bad option or configuration exits with status 2 and names it.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from config.settings import Settings, load_config
+from config.cli import load_settings, new_parser
+from config.settings import Settings
+
+METRICS_HOST = "127.0.0.1"
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -14,29 +23,93 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="processor.job", description=__doc__)
-    parser.add_argument("--profile", default=None, help="config profile (default: local)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("processor.job", __doc__)
     parser.add_argument(
         "--available-now", action="store_true", help="process what the stream holds now, then exit"
     )
-    parser.add_argument("--trigger-interval", default=None, help="e.g. '2 seconds'")
-    parser.add_argument("--checkpoint-location", default=None)
-    parser.add_argument("--lake-path", default=None, help="folder or s3a:// prefix of the tables")
-    parser.add_argument("--shuffle-partitions", type=int, default=None)
-    parser.add_argument("--starting-position", choices=("TRIM_HORIZON", "LATEST"), default=None)
-    parser.add_argument("--max-records-per-shard", type=int, default=None)
-    parser.add_argument("--watermark", default=None, help="e.g. '10 minutes'")
-    parser.add_argument("--metrics-port", type=int, default=None, help="0 disables Prometheus")
-    parser.add_argument("--stream-name", default=None)
-    parser.add_argument("--endpoint-url", default=None)
-    parser.add_argument("--model-path", default=None, help="model folder or s3:// prefix")
-    parser.add_argument("--scorer", choices=("local", "sagemaker"), default=None)
     parser.add_argument(
-        "--endpoint-name", default=None, help="SageMaker endpoint (--scorer sagemaker)"
+        "--trigger-interval",
+        default=None,
+        help="time between micro-batches, e.g. '2 seconds' (default: the profile's)",
     )
     parser.add_argument(
-        "--threshold", type=float, default=None, help="override the card's threshold"
+        "--checkpoint-location",
+        default=None,
+        help="folder or s3a:// prefix of the query's checkpoint and the engine's state "
+        "(default: the profile's)",
+    )
+    parser.add_argument(
+        "--lake-path",
+        default=None,
+        help="folder or s3a:// prefix of the Delta tables (default: the profile's)",
+    )
+    parser.add_argument(
+        "--shuffle-partitions",
+        type=int,
+        default=None,
+        help="spark.sql.shuffle.partitions (default: the profile's)",
+    )
+    parser.add_argument(
+        "--starting-position",
+        choices=("TRIM_HORIZON", "LATEST"),
+        default=None,
+        help="where a new checkpoint starts reading each shard (default: the profile's)",
+    )
+    parser.add_argument(
+        "--max-records-per-shard",
+        type=int,
+        default=None,
+        help="most records read per shard per micro-batch (default: the profile's)",
+    )
+    parser.add_argument(
+        "--watermark",
+        default=None,
+        help="how late (event time) an event may be before it is flagged late, e.g. "
+        "'10 minutes' (default: the profile's)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus port; 0 disables it (default: the profile's)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=METRICS_HOST,
+        help="address the Prometheus endpoint binds; 0.0.0.0 to reach it from outside a "
+        "container or pod",
+    )
+    parser.add_argument(
+        "--stream-name", default=None, help="Kinesis stream to read (default: the profile's)"
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="AWS endpoint, e.g. an emulator's http://127.0.0.1:4566 (default: the profile's; "
+        "none means real AWS)",
+    )
+    parser.add_argument(
+        "--model-path",
+        default=None,
+        help="model folder or s3:// prefix (default: the profile's model.path)",
+    )
+    parser.add_argument(
+        "--scorer",
+        choices=("local", "sagemaker"),
+        default=None,
+        help="score in the job (local) or on a SageMaker endpoint (default: the profile's)",
+    )
+    parser.add_argument(
+        "--endpoint-name",
+        default=None,
+        help="SageMaker endpoint, with --scorer sagemaker (default: the profile's)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="alert threshold in [0, 1] (default: the model card's)",
     )
     parser.add_argument(
         "--resume-from-lake",
@@ -50,15 +123,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra Kinesis source option",
+        help="extra Kinesis source option; repeat for more",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
     args.source_option = dict(args.source_option)
     return args
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    settings = load_config(args.profile)
+    settings = load_settings(args.profile)
     processor = {
         name: value
         for name, value in {

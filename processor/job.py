@@ -28,10 +28,12 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
     sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(_here)]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from config.cli import configure_logging, probe_endpoint, run_cli
 from config.exceptions import FraudPipelineError
 from processor.alerts import AlertWriter
 from processor.checkpoint_files import CheckpointFiles
 from processor.cli import parse_args, settings_from_args
+from processor.dev_token_key import ensure_token_key
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.kinesis_source import register
 from processor.metrics import ProgressMetrics
@@ -180,25 +182,20 @@ def run_until_stopped(query: StreamingQuery, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    """Run the job; configuration errors raise before the JVM starts (see config/cli.py)."""
     args = parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-        spark = build_spark(settings)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.log_level, args.log_format)
+    settings = settings_from_args(args)
+    ensure_token_key(settings)  # on `local` a development key, on any other profile a secret
+    probe_endpoint(settings.aws)  # a closed emulator port fails now, not after JVM start-up
+    spark = build_spark(settings)
     spark.sparkContext.setLogLevel("WARN")
     try:
         writer = scoring_writer(spark, settings)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        listener = ProgressMetrics(writer.stats, settings.processor.metrics_port, args.metrics_host)
+    except (FraudPipelineError, OSError):  # no model, a bad one, or the metrics port is taken
         spark.stop()
-        return 2
-    listener = ProgressMetrics(writer.stats, settings.processor.metrics_port)
+        raise
     spark.streams.addListener(listener)
     stop = threading.Event()
 
@@ -214,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             extra.update(resume_options(spark, settings))
         records = ingest(spark, settings, extra)
         query = write(transform(records, settings), settings, writer, args.available_now)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except FraudPipelineError:
+        spark.stop()
+        raise
     run_until_stopped(query, stop)
     error = query.exception()
     spark.streams.removeListener(listener)
@@ -228,5 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """Console script `fraud-processor`; `python -m processor.job` runs the same."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

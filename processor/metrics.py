@@ -48,7 +48,7 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
 class ProgressMetrics(StreamingQueryListener):
     """Logs each batch as JSON and updates Prometheus gauges and counters."""
 
-    def __init__(self, counts: BatchCounts, port: int) -> None:
+    def __init__(self, counts: BatchCounts, port: int, host: str = "127.0.0.1") -> None:
         self._counts = counts
         self.registry = CollectorRegistry()
         self.input_rows = Counter("fraud_input_rows", "Records read", registry=self.registry)
@@ -66,8 +66,9 @@ class ProgressMetrics(StreamingQueryListener):
         )
         self.last: dict[str, Any] | None = None
         if port:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)  # noqa: S104
-            logger.info("Prometheus metrics on port %d", port)
+            # Loopback unless told otherwise (--metrics-host 0.0.0.0 in a container or pod).
+            start_http_server(port, addr=host, registry=self.registry)
+            logger.info("Prometheus metrics on %s:%d", host, port)
 
     def onQueryStarted(self, event: Any) -> None:
         logger.info(json.dumps({"event": "query_started", "id": str(event.id)}))
