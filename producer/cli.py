@@ -16,8 +16,15 @@ import sys
 from typing import TYPE_CHECKING
 
 from config.aws import make_client
-from config.exceptions import FraudPipelineError
-from config.settings import Settings, load_config
+from config.cli import (
+    EXIT_INTERRUPTED,
+    configure_logging,
+    load_settings,
+    new_parser,
+    probe_endpoint,
+    run_cli,
+)
+from config.settings import Settings
 from producer.generator import NETWORK_PROFILES, GeneratorOptions, TransactionGenerator
 from producer.replay import read_replay_file
 from producer.runner import Pacing, run
@@ -63,19 +70,25 @@ def _batch_size(text: str) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default=None, help="config profile (default: local)")
-    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint override")
-    parser.add_argument("--stream-name", default=None, help="Kinesis stream name")
-    parser.add_argument("--region", default=None, help="AWS region")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="AWS endpoint, e.g. an emulator's http://127.0.0.1:4566 (default: the profile's; "
+        "none means real AWS)",
+    )
+    parser.add_argument(
+        "--stream-name", default=None, help="Kinesis stream (default: the profile's)"
+    )
+    parser.add_argument("--region", default=None, help="AWS region (default: the profile's)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="same as --log-level DEBUG")
+
+
+def _logging(args: argparse.Namespace) -> None:
+    configure_logging("DEBUG" if args.verbose else args.log_level, args.log_format)
 
 
 def build_send_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m producer.main",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = new_parser("producer.main", __doc__)
     _common(parser)
     parser.add_argument(
         "--num-transactions",
@@ -84,33 +97,66 @@ def build_send_parser() -> argparse.ArgumentParser:
         help="transactions to generate (default: unbounded; stop with --duration or Ctrl+C)",
     )
     parser.add_argument(
-        "--batch-size", type=_batch_size, default=None, help="records per PutRecords call"
+        "--batch-size",
+        type=_batch_size,
+        default=None,
+        help="records per PutRecords call, 1-500 (default: the profile's producer.batch_size)",
     )
     parser.add_argument(
-        "--rate", type=_non_negative_float, default=None, help="events per second (0 = max)"
+        "--rate",
+        type=_non_negative_float,
+        default=None,
+        help="events per second, 0 = as fast as possible (default: the profile's)",
     )
     parser.add_argument(
-        "--duration", type=_non_negative_float, default=None, help="stop after SECONDS"
+        "--duration",
+        type=_non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS (default: no limit)",
     )
     parser.add_argument(
-        "--fraud-rate", type=_fraction, default=None, help="share of fraudulent transactions"
+        "--fraud-rate",
+        type=_fraction,
+        default=None,
+        help="share of fraudulent transactions, 0-0.5 (default: the profile's)",
     )
     parser.add_argument(
-        "--anomaly-rate", type=_fraction, default=None, help="share of broken records"
+        "--anomaly-rate",
+        type=_fraction,
+        default=None,
+        help="share of broken records, 0-0.5 (default: the profile's)",
     )
     parser.add_argument(
-        "--seed", type=int, default=None, help="random seed (same seed, same bytes)"
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed; same seed, same bytes (default: the profile's)",
     )
     parser.add_argument(
-        "--network", choices=NETWORK_PROFILES, default=None, help="delivery delay profile"
+        "--network",
+        choices=NETWORK_PROFILES,
+        default=None,
+        help="delivery delay profile (default: the profile's producer.network)",
     )
     parser.add_argument(
-        "--start-time-ms", type=int, default=None, help="event time of the first event"
+        "--start-time-ms",
+        type=int,
+        default=None,
+        help="event time of the first event, epoch ms (default: 2026-01-01T00:00:00Z)",
     )
-    parser.add_argument("--sink", choices=("kinesis", "stdout", "file"), default="kinesis")
-    parser.add_argument("--output", default=None, help="JSONL path for --sink file")
     parser.add_argument(
-        "--replay", default=None, metavar="FILE", help="send a JSONL file of events"
+        "--sink",
+        choices=("kinesis", "stdout", "file"),
+        default="kinesis",
+        help="where the records go: the stream, JSON lines on stdout, or a file (--output)",
+    )
+    parser.add_argument("--output", default=None, help="JSONL path, required with --sink file")
+    parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="FILE",
+        help="send a JSONL file of events instead of generating them",
     )
     parser.add_argument(
         "--pace",
@@ -125,7 +171,7 @@ def build_send_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_config(args.profile)
+    settings = load_settings(args.profile)
     aws: dict[str, object] = {}
     if args.endpoint_url:
         aws["endpoint_url"] = args.endpoint_url
@@ -155,30 +201,23 @@ def _sink(args: argparse.Namespace, settings: Settings) -> Sink:
         return stdout_sink()
     if args.sink == "file":
         return file_sink(args.output)
+    probe_endpoint(settings.aws)  # a closed emulator port fails at once, not after retries
     return kinesis_sink(settings, batch_size=args.batch_size)
 
 
 def send(argv: list[str]) -> int:
     parser = build_send_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _logging(args)
     if args.sink == "file" and not args.output:
         parser.error("argument --output: required with --sink file")
     if args.speedup <= 0:
         parser.error("argument --speedup: must be > 0")
+    settings = _settings(args)
+    records = _records(args, settings)  # validates generator options / the replay file
+    sink = _sink(args, settings)  # checks the stream exists before anything is sent
     if args.num_transactions is None and args.duration is None and not args.replay:
         logger.info("no --num-transactions or --duration: sending until Ctrl+C")
-    try:
-        settings = _settings(args)
-        records = _records(args, settings)  # validates generator options / the replay file
-        sink = _sink(args, settings)  # checks the stream exists before anything is sent
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     rate = settings.producer.rate if args.rate is None else args.rate
     pacing = Pacing(
         rate=rate,
@@ -206,30 +245,24 @@ def send(argv: list[str]) -> int:
         json.dumps({"summary": summary}), file=sys.stderr if args.sink == "stdout" else sys.stdout
     )
     if interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return 1 if summary["failed"] else 0
 
 
-def test_connection(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m producer.main test",
-        description="Check that the stream is reachable and ACTIVE.",
+def build_test_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "producer.main", "Check that the stream is reachable and ACTIVE.", prog_suffix="test"
     )
     _common(parser)
-    args = parser.parse_args(argv)
-    try:
-        settings = _settings(args)
-        client = make_client("kinesis", settings.aws)
-        summary = check_stream(client, settings.kinesis.stream_name)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - any connection problem is the answer
-        print(
-            f"error: cannot reach Kinesis at {settings.aws.endpoint_url or 'AWS'}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
+    return parser
+
+
+def test_connection(argv: list[str]) -> int:
+    args = build_test_parser().parse_args(argv)
+    _logging(args)
+    settings = _settings(args)
+    probe_endpoint(settings.aws)
+    summary = check_stream(make_client("kinesis", settings.aws), settings.kinesis.stream_name)
     status = summary["StreamStatus"]
     print(
         f"stream {settings.kinesis.stream_name}: {status}, "
@@ -239,31 +272,37 @@ def test_connection(argv: list[str]) -> int:
     return 0 if status == "ACTIVE" else 1
 
 
-def serve(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m producer.main serve", description="Control API."
+def build_serve_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "producer.main", "The producer's HTTP control API (docs at /docs).", prog_suffix="serve"
     )
     _common(parser)
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to bind; 0.0.0.0 to reach it from outside a container or pod "
+        "(default: the profile's producer.api_host, 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default: the profile's producer.api_port)"
+    )
+    return parser
+
+
+def serve(argv: list[str]) -> int:
+    args = build_serve_parser().parse_args(argv)
+    _logging(args)
+    settings = _settings(args)
     import uvicorn
 
     from producer.api import create_app
 
-    try:
-        settings = _settings(args)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.producer.api_host,
         port=args.port or settings.producer.api_port,
-        log_level="info",
+        log_config=None,  # uvicorn's records go through our handler (--log-format)
+        log_level="debug" if args.verbose else args.log_level.lower(),
     )
     return 0
 
@@ -277,3 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "send":
         argv = argv[1:]
     return send(argv)
+
+
+def cli() -> int:
+    """Console script `fraud-producer`; `python -m producer.main` runs the same."""
+    return run_cli(main)

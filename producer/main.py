@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from producer.cli import main
+from producer.cli import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
