@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from config.exceptions import FraudPipelineError, ModelError
-from config.settings import Settings, load_config
+from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
+from config.exceptions import ModelError
+from config.settings import Settings
 from ml_model.artifacts import ModelCard, write_artifacts
 from ml_model.evaluation import evaluate, format_comparison
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
 from ml_model.history import load_history
-from ml_model.threshold import ThresholdPolicy, choose_threshold, parse_policy
+from ml_model.threshold import OPTION, ThresholdPolicy, choose_threshold, parse_policy
 from producer.generator import GeneratorOptions
 from producer.generator.options import DEFAULT_START_TIME_MS
 
@@ -165,26 +166,73 @@ def train(
     return model, card, report
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml_model.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _policy(text: str) -> ThresholdPolicy:
+    """`--threshold-policy` for argparse: a bad policy is a usage error naming the option."""
+    try:
+        return parse_policy(text)
+    except ModelError as exc:
+        message = str(exc).removeprefix(f"{OPTION}: ").replace("ThresholdPolicy.value for ", "")
+        raise argparse.ArgumentTypeError(message) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("ml_model.train", __doc__)
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="JSONL events file or Delta lake path (default: generate history)",
     )
-    parser.add_argument("--profile", default=None, help="config profile (default: local)")
-    parser.add_argument("--history", default=None, help="JSONL events file or Delta lake path")
-    parser.add_argument("--output", default=None, help="model folder or s3:// prefix")
-    parser.add_argument("--threshold-policy", default=DEFAULT_POLICY, type=parse_policy)
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="model folder or s3:// prefix (default: the profile's model.path)",
+    )
+    parser.add_argument(
+        OPTION,
+        default=parse_policy(DEFAULT_POLICY),
+        type=_policy,
+        metavar="KIND=VALUE",
+        help="how the threshold is chosen on the validation period: alert_rate=SHARE (alert "
+        f"budget) or precision=TARGET, both in (0, 1] (default: {DEFAULT_POLICY})",
+    )
     parser.add_argument("--days", type=int, default=35, help="days of generated history")
-    parser.add_argument("--customers", type=int, default=1_500)
-    parser.add_argument("--terminals", type=int, default=600)
-    parser.add_argument("--fraud-rate", type=float, default=0.01)
+    parser.add_argument(
+        "--customers", type=int, default=1_500, help="customers in generated history"
+    )
+    parser.add_argument("--terminals", type=int, default=600, help="terminals in generated history")
+    parser.add_argument(
+        "--fraud-rate", type=float, default=0.01, help="share of fraud in generated history"
+    )
     parser.add_argument("--seed", type=int, default=1234, help="generator and model seed")
-    parser.add_argument("--warmup-days", type=int, default=Split.warmup_days)
-    parser.add_argument("--gap-days", type=int, default=Split.gap_days)
-    parser.add_argument("--validation-days", type=int, default=Split.validation_days)
-    parser.add_argument("--test-days", type=int, default=Split.test_days)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--warmup-days",
+        type=int,
+        default=Split.warmup_days,
+        help="first days dropped while the features' state fills",
+    )
+    parser.add_argument(
+        "--gap-days",
+        type=int,
+        default=Split.gap_days,
+        help="days between training and validation (labels arrive late)",
+    )
+    parser.add_argument(
+        "--validation-days",
+        type=int,
+        default=Split.validation_days,
+        help="days on which the threshold is chosen",
+    )
+    parser.add_argument(
+        "--test-days",
+        type=int,
+        default=Split.test_days,
+        help="last days, where metrics are measured",
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def generator_options(args: argparse.Namespace) -> GeneratorOptions:
@@ -201,26 +249,29 @@ def generator_options(args: argparse.Namespace) -> GeneratorOptions:
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        settings = settings or load_config(args.profile)
-        history, source = load_history(args.history, generator_options(args))
-        print(f"history: {source}, {len(history):,} events", flush=True)
-        split = Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
-        model, card, report = train(
-            history, args.threshold_policy, settings.model.review_band, split, args.seed
-        )
-        output = args.output or settings.model.path
-        write_artifacts(output, model, card, settings.aws)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.log_level, args.log_format)
+    settings = settings or load_settings(args.profile)
+    output = args.output or settings.model.path
+    if any(str(path).startswith(("s3://", "s3a://")) for path in (output, args.history or "")):
+        probe_endpoint(settings.aws)  # before minutes of training, not after
+    history, source = load_history(args.history, generator_options(args))
+    print(f"history: {source}, {len(history):,} events", flush=True)
+    split = Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
+    model, card, report = train(
+        history, args.threshold_policy, settings.model.review_band, split, args.seed
+    )
+    write_artifacts(output, model, card, settings.aws)
     print(f"policy: {args.threshold_policy.describe()} -> threshold {card.threshold:.4f}")
     print(report)
     print(f"model {card.version} written to {output} (model.joblib, model_card.json)")
     return 0
 
 
+def cli() -> int:
+    """Console script `fraud-train`; `python -m ml_model.train` runs the same."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

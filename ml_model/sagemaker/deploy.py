@@ -32,8 +32,9 @@ import joblib
 from botocore.exceptions import BotoCoreError, ClientError
 
 from config.aws import make_client
-from config.exceptions import AwsSetupError, ConfigError, FraudPipelineError
-from config.settings import Settings, load_config
+from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
+from config.exceptions import AwsSetupError, ConfigError
+from config.settings import Settings
 from ml_model.artifacts import CARD_FILE, MODEL_FILE, ModelCard, read_model
 
 if TYPE_CHECKING:
@@ -201,41 +202,42 @@ def deploy(
     return Deployment(model_data_url, name, name, endpoint_name, action)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml_model.sagemaker.deploy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("ml_model.sagemaker.deploy", __doc__)
+    parser.add_argument(
+        "--model-path",
+        default=None,
+        help="model folder or s3:// prefix (default: the profile's model.path)",
     )
-    parser.add_argument("--model-path", default=None, help="model folder or s3:// prefix")
-    parser.add_argument("--endpoint-name", required=True)
+    parser.add_argument("--endpoint-name", required=True, help="SageMaker endpoint to deploy")
     parser.add_argument("--role-arn", required=True, help="SageMaker execution role")
     parser.add_argument("--image-uri", required=True, help="scikit-learn serving image")
-    parser.add_argument("--instance-type", default="ml.m5.large")
-    parser.add_argument("--instance-count", type=int, default=1)
-    parser.add_argument("--profile", default=None, help="config profile (default: local)")
+    parser.add_argument("--instance-type", default="ml.m5.large", help="instance type")
+    parser.add_argument("--instance-count", type=int, default=1, help="instances behind it")
     parser.add_argument("--wait", action="store_true", help="wait until InService")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        settings = settings or load_config(args.profile)
-        result = deploy(
-            args.model_path or settings.model.path,
-            args.endpoint_name,
-            args.role_arn,
-            args.image_uri,
-            settings,
-            instance_type=args.instance_type,
-            instance_count=args.instance_count,
-            wait=args.wait,
-        )
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.log_level, args.log_format)
+    settings = settings or load_settings(args.profile)
+    check_options(args.endpoint_name, args.role_arn, args.image_uri, args.instance_type)
+    probe_endpoint(settings.aws)  # a closed emulator port fails at once, not after retries
+    result = deploy(
+        args.model_path or settings.model.path,
+        args.endpoint_name,
+        args.role_arn,
+        args.image_uri,
+        settings,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        wait=args.wait,
+    )
     print(
         f"endpoint {result.endpoint_name} {result.action}: model {result.model_name} "
         f"from {result.model_data_url}"
@@ -243,5 +245,10 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     return 0
 
 
+def cli() -> int:
+    """`python -m ml_model.sagemaker.deploy`."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

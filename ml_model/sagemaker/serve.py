@@ -28,7 +28,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from config.exceptions import FraudPipelineError, ModelError
+from config.cli import configure_logging, new_parser, run_cli
+from config.exceptions import ModelError
 from ml_model.sagemaker.inference import model_fn, transform
 from ml_model.scorer import LocalScorer
 
@@ -250,39 +251,43 @@ class LocalEndpoint:
         self.stop()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml_model.sagemaker.serve",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("ml_model.sagemaker.serve", __doc__, profile=False)
     parser.add_argument("--model-dir", required=True, help="folder with model.joblib + card")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
     parser.add_argument(
-        "--endpoint-name", default=None, help="answer only this endpoint name (default: any)"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind; 0.0.0.0 to reach it from outside a container or pod",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+    parser.add_argument(
+        "--endpoint-name",
+        default=None,
+        help="answer the runtime route for this endpoint name only (default: any name)",
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        endpoint = LocalEndpoint(args.model_dir, args.host, args.port, args.endpoint_name)
-        endpoint.start()
-    except (FraudPipelineError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.log_level, args.log_format)
+    endpoint = LocalEndpoint(args.model_dir, args.host, args.port, args.endpoint_name).start()
     print(f"serving model {endpoint.scorer.card.version} on {endpoint.url} (Ctrl-C stops)")
     try:
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         endpoint.stop()
     return 0
 
 
+def cli() -> int:
+    """Console script `fraud-serve`; `python -m ml_model.sagemaker.serve` runs the same."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
