@@ -32,6 +32,7 @@ import pandas as pd
 from botocore.config import Config as BotoConfig
 from threadpoolctl import threadpool_limits
 
+from config.cli import configure_logging, new_parser, run_cli
 from ml_model.artifacts import MODEL_FILE, read_artifact, read_card
 from ml_model.features import ENTITIES_OF, ENTITY_KINDS, FEATURE_NAMES, entity_id, from_row
 from ml_model.features.events import FEATURE_INPUTS, TRANSACTION, FeatureEvent
@@ -206,22 +207,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench_baseline", description=__doc__)
-    parser.add_argument("--endpoint-url", default=None, help="emulator endpoint (default: AWS)")
-    parser.add_argument("--stream-name", required=True)
-    parser.add_argument("--region", default="us-east-1")
+    parser = new_parser("scripts.bench_baseline", __doc__, profile=False)
+    parser.add_argument(
+        "--endpoint-url", default=None, help="emulator endpoint (default: real AWS)"
+    )
+    parser.add_argument("--stream-name", required=True, help="Kinesis stream to read")
+    parser.add_argument("--region", default="us-east-1", help="AWS region")
     parser.add_argument("--model", required=True, help="folder with model.joblib + card")
-    parser.add_argument("--alerts-table", required=True)
-    parser.add_argument("--limit", type=int, default=None, help="stop after N records")
+    parser.add_argument("--alerts-table", required=True, help="DynamoDB table of the alerts")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="stop after N records (default: all)"
+    )
     parser.add_argument("--records-per-call", type=int, default=1000, help="GetRecords Limit")
-    parser.add_argument("--model-threads", type=int, default=1, help="0: library default")
-    parser.add_argument("--output", default="bench-results/baseline.json")
+    parser.add_argument(
+        "--model-threads", type=int, default=1, help="OpenMP threads; 0: library default"
+    )
+    parser.add_argument(
+        "--output", default="bench-results/baseline.json", help="where the figures are saved"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = main_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     results = run(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -231,4 +240,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

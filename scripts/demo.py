@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
 from config.exceptions import FraudPipelineError
-from config.settings import load_config
 from ml_model.artifacts import artifacts_exist
 from scripts.local_aws import LocalAws, is_healthy, start, stop
 from scripts.setup_aws import setup_resources
@@ -39,47 +39,56 @@ def _run(step: str, args: list[str], env: dict[str, str]) -> None:
     print(f"    ({time.monotonic() - started:.1f}s)", flush=True)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("scripts.demo", __doc__)
+    parser.add_argument(
+        "--num-transactions", type=int, default=4000, help="transactions to produce"
+    )
+    parser.add_argument(
+        "--fraud-rate", type=float, default=0.02, help="share of fraudulent transactions"
+    )
+    parser.add_argument("--anomaly-rate", type=float, default=0.01, help="share of broken records")
+    parser.add_argument("--seed", type=int, default=7, help="producer's random seed")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__)
-    parser.add_argument("--profile", default="local")
-    parser.add_argument("--num-transactions", type=int, default=4000)
-    parser.add_argument("--fraud-rate", type=float, default=0.02)
-    parser.add_argument("--anomaly-rate", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    settings = load_settings(args.profile)
+    profile = settings.profile
 
     env = dict(os.environ)
     env.setdefault("CARD_TOKEN_KEY", DEMO_TOKEN_KEY)
     env.setdefault("PYSPARK_PYTHON", sys.executable)
-    env["FRAUD_PROFILE"] = args.profile
-    try:
-        settings = load_config(args.profile)
-        if args.profile == "local":
-            # A demo starts from a clean slate: the emulator keeps its state in memory, so a
-            # restart empties the stream, and the local lake and checkpoints go too. Otherwise a
-            # second run would send the same event times again, behind the watermark of the
-            # first, and every event would (correctly) become a `late` dead letter.
-            local = settings.local_aws
-            emulator = LocalAws(local.host, local.port, PROJECT_ROOT / local.state_dir)
-            stop(emulator)
-            if is_healthy(emulator.endpoint_url):
-                # Not ours (another checkout's emulator): its old stream would replay old events.
-                raise FraudPipelineError(
-                    f"another AWS emulator answers on port {local.port}; stop it "
-                    "(`python -m scripts.local_aws stop` in its checkout) or set "
-                    "FRAUD_LOCAL_AWS_PORT"
-                )
-            for folder in (settings.processor.lake_path, settings.processor.checkpoint_location):
-                if "://" not in folder:
-                    shutil.rmtree(PROJECT_ROOT / folder, ignore_errors=True)
-            print(f"==> local AWS emulator (moto) on {local.host}:{local.port}", flush=True)
-            start(emulator)
-        print("==> creating stream, alerts table and bucket", flush=True)
-        for kind, name in setup_resources(settings).items():
-            print(f"    {kind}: {name}")
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    env["FRAUD_PROFILE"] = profile
+    # Each step logs the way this command was asked to.
+    env["FRAUD_LOG_LEVEL"], env["FRAUD_LOG_FORMAT"] = args.log_level, args.log_format
+    if profile == "local":
+        # A demo starts from a clean slate: the emulator keeps its state in memory, so a
+        # restart empties the stream, and the local lake and checkpoints go too. Otherwise a
+        # second run would send the same event times again, behind the watermark of the
+        # first, and every event would (correctly) become a `late` dead letter.
+        local = settings.local_aws
+        emulator = LocalAws(local.host, local.port, PROJECT_ROOT / local.state_dir)
+        stop(emulator)
+        if is_healthy(emulator.endpoint_url):
+            # Not ours (another checkout's emulator): its old stream would replay old events.
+            raise FraudPipelineError(
+                f"another AWS emulator answers on port {local.port}; stop it "
+                "(`python -m scripts.local_aws stop` in its checkout) or set "
+                "FRAUD_LOCAL_AWS_PORT"
+            )
+        for folder in (settings.processor.lake_path, settings.processor.checkpoint_location):
+            if "://" not in folder:
+                shutil.rmtree(PROJECT_ROOT / folder, ignore_errors=True)
+        print(f"==> local AWS emulator (moto) on {local.host}:{local.port}", flush=True)
+        start(emulator)
+    else:
+        probe_endpoint(settings.aws)
+    print("==> creating stream, alerts table and bucket", flush=True)
+    for kind, name in setup_resources(settings).items():
+        print(f"    {kind}: {name}")
 
     python = sys.executable
     if artifacts_exist(settings.model.path, settings.aws):
@@ -87,14 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _run(
             "train the model on generated history (no model yet)",
-            [python, "-m", "ml_model.train", "--profile", args.profile],
+            [python, "-m", "ml_model.train", "--profile", profile],
             env,
         )
     _run(
         "produce labelled transactions with fraud",
         [
             python, "-m", "producer.main",
-            "--profile", args.profile,
+            "--profile", profile,
             "--num-transactions", str(args.num_transactions),
             "--fraud-rate", str(args.fraud_rate),
             "--anomaly-rate", str(args.anomaly_rate),
@@ -104,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     _run(
         "process the stream until it is drained",
-        [python, "-m", "processor.job", "--profile", args.profile, "--available-now"],
+        [python, "-m", "processor.job", "--profile", profile, "--available-now"],
         env,
     )
-    _run("summary", [python, "-m", "scripts.demo_summary", "--profile", args.profile], env)
+    _run("summary", [python, "-m", "scripts.demo_summary", "--profile", profile], env)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,8 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.exceptions import AwsSetupError, FraudPipelineError
-from config.settings import load_config
+from config.cli import configure_logging, load_settings, new_parser, run_cli
+from config.exceptions import AwsSetupError
 
 logger = logging.getLogger(__name__)
 
@@ -136,35 +136,48 @@ def stop(emulator: LocalAws, wait_s: float = 10.0) -> bool:
 
 
 def from_profile(profile: str | None, port: int | None = None) -> LocalAws:
-    settings = load_config(profile)
+    settings = load_settings(profile)
     local = settings.local_aws
     return LocalAws(local.host, port or local.port, Path(local.state_dir))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("scripts.local_aws", __doc__)
+    parser.add_argument(
+        "command",
+        choices=["start", "stop", "status"],
+        help="start (idempotent), stop, or status (exit 0 when up, 1 when down)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: the profile's local_aws.port: $FRAUD_LOCAL_AWS_PORT, else 4566)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.local_aws", description=__doc__)
-    parser.add_argument("command", choices=["start", "stop", "status"])
-    parser.add_argument("--profile", default=None, help="config profile (default: local)")
-    parser.add_argument("--port", type=int, default=None, help="override local_aws.port")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        emulator = from_profile(args.profile, args.port)
-        if args.command == "start":
-            start(emulator)
-            print(f"local AWS (moto) running at {emulator.endpoint_url}")
-        elif args.command == "stop":
-            stopped = stop(emulator)
-            print("local AWS stopped" if stopped else "local AWS was not running")
-        else:
-            healthy = is_healthy(emulator.endpoint_url)
-            print(f"local AWS at {emulator.endpoint_url}: {'up' if healthy else 'down'}")
-            return 0 if healthy else 1
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    emulator = from_profile(args.profile, args.port)
+    if args.command == "start":
+        start(emulator)
+        print(f"local AWS (moto) running at {emulator.endpoint_url}")
+    elif args.command == "stop":
+        stopped = stop(emulator)
+        print("local AWS stopped" if stopped else "local AWS was not running")
+    else:
+        healthy = is_healthy(emulator.endpoint_url)
+        print(f"local AWS at {emulator.endpoint_url}: {'up' if healthy else 'down'}")
+        return 0 if healthy else 1
     return 0
 
 
+def cli() -> int:
+    """Console script `fraud-local-aws`; `python -m scripts.local_aws` runs the same."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from config.aws import make_client, make_session
-from config.exceptions import AwsSetupError, FraudPipelineError
-from config.settings import load_config
+from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
+from config.exceptions import AwsSetupError
 
 if TYPE_CHECKING:
     import boto3
@@ -117,24 +117,34 @@ def setup_resources(settings: Settings, session: boto3.Session | None = None) ->
     }
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("scripts.setup_aws", __doc__)
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help="shards of a new stream (default: the profile's kinesis.shard_count)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.setup_aws", description=__doc__)
-    parser.add_argument("--profile", default=None, help="config profile (default: local)")
-    parser.add_argument("--shards", type=int, default=None, help="override kinesis.shard_count")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_config(args.profile)
-        if args.shards is not None:
-            settings = settings.with_overrides(kinesis={"shard_count": args.shards})
-        created = setup_resources(settings)
-    except FraudPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    settings = load_settings(args.profile)
+    if args.shards is not None:
+        settings = settings.with_overrides(kinesis={"shard_count": args.shards})
+    probe_endpoint(settings.aws)  # a closed emulator port fails at once, not after retries
+    created = setup_resources(settings)
     for kind, name in created.items():
         print(f"{kind}: {name}")
     return 0
 
 
+def cli() -> int:
+    """Console script `fraud-setup-aws`; `python -m scripts.setup_aws` runs the same."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
