@@ -182,11 +182,14 @@ def check_library_versions(card: ModelCard, where: str) -> None:
 def load_model(blob: bytes, card: ModelCard, where: str) -> Any:
     """Unpickle the model of `card`, after checking the library versions it was saved with."""
     check_library_versions(card, where)
-    from sklearn.exceptions import InconsistentVersionWarning
-
     with warnings.catch_warnings():
         # scikit-learn warns on any version difference; the check above has already judged it.
-        warnings.simplefilter("ignore", InconsistentVersionWarning)
+        try:
+            from sklearn.exceptions import InconsistentVersionWarning
+        except ImportError:  # scikit-learn < 1.3 (a serving image, for a card without versions)
+            pass
+        else:
+            warnings.simplefilter("ignore", InconsistentVersionWarning)
         return joblib.load(io.BytesIO(blob))
 
 
