@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     settings = settings_from_args(args)
-    ensure_token_key(settings)  # on `local` a development key, on any other profile a secret
     probe_endpoint(settings.aws)  # a closed emulator port fails now, not after JVM start-up
+    ensure_token_key(settings)  # on `local` a development key, on any other profile a secret
     spark = build_spark(settings)
     spark.sparkContext.setLogLevel("WARN")
     try:

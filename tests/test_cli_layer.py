@@ -174,8 +174,30 @@ def test_serve_without_a_model_is_one_line(tmp_path: Path) -> None:
 
 
 def test_job_on_a_non_local_profile_without_the_key_is_one_line() -> None:
-    line = assert_one_line_exit_2(run_module("processor.job", "--profile", "localstack"))
-    assert "CARD_TOKEN_KEY" in line
+    # `aws` has no endpoint to probe: the missing key is the first thing the job finds.
+    line = assert_one_line_exit_2(run_module("processor.job", "--profile", "aws"))
+    assert "environment variable CARD_TOKEN_KEY" in line
+
+
+def test_job_on_local_without_the_key_and_a_closed_port_is_one_line(tmp_path: Path) -> None:
+    """The endpoint is probed before a development key is made (and before Spark starts)."""
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.job", "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(ROOT),
+            "FRAUD_LOCAL_AWS_PORT": str(port),
+        },
+        check=False,
+        timeout=TIMEOUT_S,
+    )
+    line = assert_one_line_exit_2(result)
+    assert EMULATOR_HINT in line
+    assert not (tmp_path / "data").exists()  # the probe fails before any key is made
 
 
 # -- run_cli itself ------------------------------------------------------------------------
@@ -417,3 +439,32 @@ def test_a_readable_dev_key_file_is_made_private_and_a_short_one_refused(tmp_pat
     path.write_text("short")
     with pytest.raises(ConfigError, match="delete the file"):
         ensure_token_key(settings, {}, path)
+
+
+class _SparkNotNeeded(Exception):
+    pass
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_job_resolves_the_dev_key_before_building_spark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m processor.job --profile local` without CARD_TOKEN_KEY: the key is there
+    (file and environment, which the Python workers inherit) by the time Spark is built."""
+    import processor.job as job
+
+    seen: dict[str, str | None] = {}
+
+    def build_spark(settings: object) -> None:
+        seen["key"] = os.environ.get("CARD_TOKEN_KEY")
+        raise _SparkNotNeeded
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CARD_TOKEN_KEY", raising=False)
+    monkeypatch.setattr(job, "probe_endpoint", lambda aws: None)
+    monkeypatch.setattr(job, "build_spark", build_spark)
+    with pytest.raises(_SparkNotNeeded):
+        job.main(["--profile", "local", "--available-now", "--metrics-port", "0"])
+    path = tmp_path / "data" / "dev-card-token.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert seen["key"] == path.read_text().strip()
