@@ -7,13 +7,12 @@ where the feature engine hands over each batch's transactions as one frame.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from config.exceptions import ScorerUnavailableError
-from ml_model.artifacts import MODEL_FILE, ModelCard, read_artifact, read_card
+from ml_model.artifacts import MODEL_FILE, ModelCard, load_model, read_artifact, read_card
 from ml_model.features import FEATURE_NAMES
 from ml_model.scorer import LocalScorer, check_features
 
@@ -49,9 +48,9 @@ def frame_scorer(settings: Settings) -> FrameScorer:
         else:
             logger.info("scoring with endpoint %s, model %s", model.sagemaker_endpoint, served)
         return remote.score
-    import joblib
-
     blob = read_artifact(model.path, MODEL_FILE, settings.aws)
-    scorer = LocalScorer(joblib.load(io.BytesIO(blob)), card, model.threshold, model.review_band)
+    scorer = LocalScorer(
+        load_model(blob, card, model.path), card, model.threshold, model.review_band
+    )
     logger.info("scoring with model %s from %s", card.version, model.path)
     return scorer.score

@@ -15,7 +15,6 @@ other, ~60 ms a row on a busy 2-core machine). Prints the figures and saves them
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -27,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import joblib
 import pandas as pd
 from botocore.config import Config as BotoConfig
 from threadpoolctl import threadpool_limits
 
 from config.cli import configure_logging, new_parser, run_cli
-from ml_model.artifacts import MODEL_FILE, read_artifact, read_card
+from ml_model.artifacts import MODEL_FILE, load_model, read_artifact, read_card
 from ml_model.features import ENTITIES_OF, ENTITY_KINDS, FEATURE_NAMES, entity_id, from_row
 from ml_model.features.events import FEATURE_INPUTS, TRANSACTION, FeatureEvent
 from ml_model.scorer import LocalScorer, check_features
@@ -175,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault(KEY_ENV, DEFAULT_KEY)
     card = read_card(args.model)  # as processor/scoring.py: card threshold, no overrides
     check_features(card, FEATURE_NAMES)
-    scorer = LocalScorer(joblib.load(io.BytesIO(read_artifact(args.model, MODEL_FILE))), card)
+    scorer = LocalScorer(load_model(read_artifact(args.model, MODEL_FILE), card, args.model), card)
     session = _session(args.endpoint_url, args.region)
     config = BotoConfig(retries={"max_attempts": 8, "mode": "adaptive"})
     kinesis = session.client("kinesis", endpoint_url=args.endpoint_url, config=config)

@@ -132,3 +132,33 @@ def test_load_model_checks_before_unpickling(model_dir: str) -> None:
         load_model(b"not a pickle", stale, model_dir)
     blob = (Path(model_dir) / MODEL_FILE).read_bytes()
     assert load_model(blob, card, model_dir).classes_.tolist() == [0, 1]
+
+
+def test_the_streaming_job_checks_the_versions_too(tmp_path: Path) -> None:
+    from config.settings import load_config
+    from ml_model.features import FEATURE_NAMES
+    from processor.scoring import frame_scorer
+
+    width = len(FEATURE_NAMES)
+    features = np.vstack([np.zeros(width), np.ones(width)])
+    model = LogisticRegression().fit(features, [0, 1])
+    card = ModelCard(
+        version="job-model",
+        created_at="2026-01-01T00:00:00+00:00",
+        model_type="sklearn.linear_model.LogisticRegression",
+        feature_names=list(FEATURE_NAMES),
+        threshold=0.5,
+        threshold_policy="fixed:0.5",
+        review_threshold=0.25,
+        training_window={},
+        test_window={},
+        data_hash="0",
+        library_versions={"scikit-learn": SKLEARN, "numpy": NUMPY},
+    )
+    path = str(tmp_path / "model")
+    write_artifacts(path, model, card)
+    settings = load_config("local").with_overrides(model={"path": path})
+    assert callable(frame_scorer(settings))
+    _record(path, **{"scikit-learn": _bump(SKLEARN, 1)})
+    with pytest.raises(ModelVersionError):
+        frame_scorer(settings)
