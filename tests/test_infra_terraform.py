@@ -1,6 +1,7 @@
 """Terraform for AWS, checked without the terraform binary: parsed with python-hcl2, every
 reference resolves, IAM grants only what the code calls, names come from variables and agree
-with config/ and the Kubernetes overlays, and checkov passes.
+with config/ and the Kubernetes overlays, and checkov passes. `terraform fmt -check` runs
+when the binary is installed.
 """
 
 from __future__ import annotations
@@ -490,6 +491,24 @@ def test_tfvars_match_the_overlay(tf: dict[str, dict[str, Body]], env: str) -> N
         role = "producer" if account["metadata"]["name"] == "fraud-producer" else "processor"
         expected = role_names[role].replace("${var.name_prefix}", values["name_prefix"])
         assert arn.endswith(f":role/{expected}"), arn
+
+
+# --- terraform fmt -------------------------------------------------------------------------
+
+
+def test_terraform_fmt_is_clean() -> None:
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.skip("terraform not installed")
+    result = subprocess.run(
+        [binary, "fmt", "-check", "-recursive", "-diff", "-no-color"],
+        cwd=TF,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"run `terraform fmt -recursive` in {TF}:\n{result.stdout}"
 
 
 # --- checkov -------------------------------------------------------------------------------

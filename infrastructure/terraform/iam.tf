@@ -88,7 +88,7 @@ data "aws_iam_policy_document" "producer" {
 data "aws_iam_policy_document" "processor" {
   # processor/kinesis_source: ListShards, GetShardIterator, GetRecords.
   statement {
-    sid     = "ReadTheStream"
+    sid = "ReadTheStream"
     actions = [
       "kinesis:DescribeStreamSummary",
       "kinesis:GetRecords",
@@ -132,7 +132,7 @@ data "aws_iam_policy_document" "processor" {
   # Delta tables and checkpoints through s3a (multipart uploads included), and the
   # late-event threshold file beside the checkpoint through boto3.
   statement {
-    sid     = "ReadWriteLakeAndCheckpoints"
+    sid = "ReadWriteLakeAndCheckpoints"
     actions = [
       "s3:AbortMultipartUpload",
       "s3:DeleteObject",
