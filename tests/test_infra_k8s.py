@@ -382,7 +382,15 @@ def test_spark_submit_arguments(rendered: dict[str, list[Doc]], name: str) -> No
     assert template_path.parent == Path(mounts["spark"]) and template_path.name in spark_files
     assert driver["command"] == ["/bin/bash", f"{mounts['spark']}/driver-entrypoint.sh"]
     assert "driver-entrypoint.sh" in spark_files
-    assert driver["args"] == ["--profile", "aws"]
+    # The readiness probe and Prometheus reach /metrics on the pod IP, not loopback.
+    assert driver["args"] == [
+        "--profile",
+        "aws",
+        "--metrics-host",
+        "0.0.0.0",
+        "--log-format",
+        "json",
+    ]
     assert mounts["config"] == "/app/config/config.yaml"
     local_dir = _spark_defaults()["spark.local.dir"]
     assert local_dir in mounts.values()
