@@ -5,7 +5,9 @@ Three event types share an envelope (`schema_version`, `event_type`, `event_time
 else redefines a field. Events are JSON objects encoded as compact UTF-8.
 
 `card_number` is the PAN as an issuer sends it and is marked `sensitive`: the processor replaces
-it with a keyed HMAC token and the last four digits before anything is written.
+it with a keyed HMAC token and the last four digits before anything is written. A chargeback may
+instead carry that token and the last four digits (`card_token` + `card_last4`): an analyst's
+verdict from the alert console knows the card only by them (docs/decisions/0011).
 
 The ground truth (`label.is_fraud`, `label.fraud_scenario`) travels beside the event for
 evaluation only; `FEATURE_FORBIDDEN_FIELDS` names what no feature may read.
@@ -17,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -120,6 +122,21 @@ _PAN = FieldSpec(
     description="PAN as the issuer sends it; Luhn-valid; tokenised by the processor.",
 )
 
+# A chargeback raised where only the processor's token is known (an analyst's verdict) names the
+# card by token and last four instead of the PAN: exactly one of the two forms.
+_CARD_TOKEN = FieldSpec(
+    "card_token",
+    str,
+    required=False,
+    pattern=r"^[0-9a-f]{64}$",
+    description="The processor's HMAC token of the card, instead of card_number (chargeback).",
+)
+_CARD_LAST4 = FieldSpec(
+    "card_last4", str, required=False, pattern=r"^\d{4}$", description="Goes with card_token."
+)
+# Event types whose card may be named by token: (the PAN field, the token field, its last four).
+CARD_BY_TOKEN: Final = {CHARGEBACK: ("card_number", "card_token", "card_last4")}
+
 EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
     TRANSACTION: (
         FieldSpec("transaction_id", str, pattern=_ID),
@@ -155,7 +172,9 @@ EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
     CHARGEBACK: (
         FieldSpec("chargeback_id", str, pattern=_ID),
         FieldSpec("transaction_id", str, pattern=_ID, description="The transaction it confirms."),
-        _PAN,
+        replace(_PAN, required=False, description=f"{_PAN.description} Or card_token + last4."),
+        _CARD_TOKEN,
+        _CARD_LAST4,
         FieldSpec("terminal_id", str, pattern=_ID),
         FieldSpec("transaction_time", str, pattern=_EVENT_TIME_RE.pattern),
         FieldSpec(
@@ -311,6 +330,24 @@ def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
     return None
 
 
+def _check_card_by_token(
+    event: Mapping[str, Any], pan: str, token: str, last4: str
+) -> Invalid | None:
+    """The card is named once: by PAN, or by token with its last four digits."""
+    has_pan, has_token = event.get(pan) is not None, event.get(token) is not None
+    if has_pan and has_token:
+        return Invalid(REASON_INVALID_VALUE, token, f"give {pan!r} or {token!r}, not both")
+    if not has_pan and not has_token:
+        return Invalid(
+            REASON_MISSING_FIELD, pan, f"required field {pan!r} (or {token!r}) is missing"
+        )
+    if has_token and event.get(last4) is None:
+        return Invalid(REASON_MISSING_FIELD, last4, f"{token!r} needs {last4!r}")
+    if has_pan and event.get(last4) is not None:
+        return Invalid(REASON_INVALID_VALUE, last4, f"{last4!r} goes with {token!r} only")
+    return None
+
+
 def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
     """Check one decoded event against the contract; None means valid.
 
@@ -344,8 +381,12 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
         problem = _check_field(spec, event)
         if problem is not None:
             return problem
+    if event_type in CARD_BY_TOKEN:
+        problem = _check_card_by_token(event, *CARD_BY_TOKEN[event_type])
+        if problem is not None:
+            return problem
     for spec in EVENT_FIELDS[event_type]:
-        if spec.sensitive and not luhn_valid(event[spec.name]):
+        if spec.sensitive and event.get(spec.name) is not None and not luhn_valid(event[spec.name]):
             return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} fails the Luhn check")
     for name in ("event_time", "transaction_time"):
         if name in event:
