@@ -64,6 +64,9 @@ def alert_item(
         "reason_codes": list(row["reason_codes"] or []),
         "model_version": row["model_version"],
         "decision": row["decision"],
+        # The generator's ground truth, when the event carried a label: lets the alert console
+        # filter a demo's queue by scenario. Never a feature; absent on real traffic.
+        "label_fraud_scenario": row.get("label_fraud_scenario"),
         "detected_at": _iso(detected_ms),
         "alert_latency_ms": detected_ms - event_ms,
         "batch_id": batch_id,

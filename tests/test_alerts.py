@@ -16,7 +16,7 @@ from processor.alerts import AlertWriter, alert_item
 from scripts.setup_aws import ensure_alerts_table
 
 
-def alert_row(tx: str, score: float = 0.93) -> Row:
+def alert_row(tx: str, score: float = 0.93) -> dict[str, Any]:
     return Row(
         transaction_id=tx,
         card_token="tok",
@@ -31,7 +31,8 @@ def alert_row(tx: str, score: float = 0.93) -> Row:
         reason_codes=["card_tx_count_10m=6 (+0.41)"],
         model_version="v1",
         decision="ALERT",
-    )
+        label_fraud_scenario="card_testing",
+    ).asDict()
 
 
 def test_item_has_what_an_analyst_needs() -> None:
@@ -43,6 +44,9 @@ def test_item_has_what_an_analyst_needs() -> None:
     assert item["expires_at"] == detected // 1000 + 90 * 86_400
     assert item["reason_codes"] == ["card_tx_count_10m=6 (+0.41)"]
     assert item["detected_at"] == "2026-01-01T12:00:03.000+00:00"
+    assert item["label_fraud_scenario"] == "card_testing"  # the console filters on it
+    unlabelled = alert_item({**alert_row("tx2"), "label_fraud_scenario": None}, detected, 90, 7)
+    assert "label_fraud_scenario" not in unlabelled  # no empty attributes in DynamoDB
 
 
 class Unprocessing:
