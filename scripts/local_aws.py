@@ -49,6 +49,11 @@ class LocalAws:
     def log_file(self) -> Path:
         return self.state_dir / f"moto-{self.port}.log"
 
+    @property
+    def state_file(self) -> Path:
+        """Where a persistent emulator keeps its streams, tables and buckets between runs."""
+        return self.state_dir / f"moto-{self.port}.state"
+
 
 def free_port() -> int:
     """A free TCP port on loopback (for tests and benchmarks that start their own server)."""
@@ -80,8 +85,11 @@ def _read_pid(emulator: LocalAws) -> int | None:
     return pid
 
 
-def start(emulator: LocalAws, wait_s: float = 30.0) -> int | None:
-    """Start moto's server unless one already answers; returns its pid (None if not ours)."""
+def start(emulator: LocalAws, wait_s: float = 30.0, persist: bool = False) -> int | None:
+    """Start moto's server unless one already answers; returns its pid (None if not ours).
+
+    `persist`: keep streams, tables and buckets in `emulator.state_file` across restarts.
+    """
     if is_healthy(emulator.endpoint_url):
         logger.info("moto server already running at %s", emulator.endpoint_url)
         return _read_pid(emulator)
@@ -96,6 +104,7 @@ def start(emulator: LocalAws, wait_s: float = 30.0) -> int | None:
             emulator.host,
             "-p",
             str(emulator.port),
+            *(["--state-file", str(emulator.state_file)] if persist else []),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -119,15 +128,28 @@ def start(emulator: LocalAws, wait_s: float = 30.0) -> int | None:
     )
 
 
-def stop(emulator: LocalAws, wait_s: float = 10.0) -> bool:
-    """Stop the server started by `start`; False when none was running."""
+def _reap(pid: int) -> None:
+    """Collect the server's exit status if this process started it (else its zombie would
+    look alive to `os.kill(pid, 0)` until the stop timed out)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its own parent reaps it
+        pass
+
+
+def stop(emulator: LocalAws, wait_s: float = 60.0) -> bool:
+    """Stop the server started by `start`; False when none was running. A persistent one
+    saves its state as it stops, hence the generous wait before SIGKILL."""
     pid = _read_pid(emulator)
     if pid is None:
         emulator.pid_file.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and _read_pid(emulator) is not None:
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if _read_pid(emulator) is None:
+            break
         time.sleep(0.1)
     if _read_pid(emulator) is not None:
         os.kill(pid, signal.SIGKILL)
@@ -154,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="port (default: the profile's local_aws.port: $FRAUD_LOCAL_AWS_PORT, else 4566)",
     )
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help="start: keep streams, tables and buckets across restarts (in the state folder)",
+    )
     return parser
 
 
@@ -162,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     emulator = from_profile(args.profile, args.port)
     if args.command == "start":
-        start(emulator)
+        start(emulator, persist=args.persist)
         print(f"local AWS (moto) running at {emulator.endpoint_url}")
     elif args.command == "stop":
         stopped = stop(emulator)

@@ -6,13 +6,60 @@ a few hundred thousand records takes hours to fill and read. Sequence numbers in
 are consecutive integers, so both lookups can be direct; anything unusual falls back to moto's
 own code. Behaviour is otherwise moto's.
 
-    python -m scripts.moto_server -H 127.0.0.1 -p 4566
+With `--state-file PATH`, the Kinesis streams, DynamoDB tables and S3 buckets survive a restart:
+they are pickled to PATH when the server stops (SIGTERM or Ctrl+C) and loaded from it at start.
+moto keeps everything in memory, so without it a restarted emulator comes back empty, and a
+test of the job across an emulator restart would test nothing.
+
+    python -m scripts.moto_server -H 127.0.0.1 -p 4566 [--state-file data/aws/moto.state]
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
+import pickle
 import sys
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# The services the pipeline uses: module and name of each one's backends (account -> region).
+PERSISTED_BACKENDS = {
+    "kinesis": ("moto.kinesis.models", "kinesis_backends"),
+    "dynamodb": ("moto.dynamodb.models", "dynamodb_backends"),
+    "s3": ("moto.s3.models", "s3_backends"),
+}
+
+
+def _backends(service: str) -> Any:
+    module, name = PERSISTED_BACKENDS[service]
+    return getattr(importlib.import_module(module), name)
+
+
+def save_state(path: Path) -> None:
+    """Pickle the persisted services' backends to `path` (atomically: write, then rename)."""
+    state = {service: dict(_backends(service)) for service in PERSISTED_BACKENDS}
+    partial = path.with_name(path.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("wb") as out:
+        pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def load_state(path: Path) -> bool:
+    """Restore what `save_state` wrote; False when there is no state file yet."""
+    if not path.exists():
+        return False
+    with path.open("rb") as source:
+        state = pickle.load(source)  # our own file, written by save_state
+    for service, accounts in state.items():
+        backends = _backends(service)
+        for account, regions in accounts.items():
+            backends[account] = regions
+    return True
 
 
 def patch_kinesis() -> None:
@@ -46,11 +93,26 @@ def patch_kinesis() -> None:
     Shard.get_records = get_records  # type: ignore[method-assign]
 
 
+def _split_state_file(argv: list[str]) -> tuple[Path | None, list[str]]:
+    if "--state-file" not in argv:
+        return None, argv
+    at = argv.index("--state-file")
+    return Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
+
+
 def main(argv: list[str] | None = None) -> None:
     patch_kinesis()
     from moto.server import main as moto_main
 
-    moto_main(argv if argv is not None else sys.argv[1:])
+    state_file, moto_argv = _split_state_file(argv if argv is not None else sys.argv[1:])
+    if state_file is not None and load_state(state_file):
+        print(f"moto state loaded from {state_file}", file=sys.stderr, flush=True)
+    try:
+        moto_main(moto_argv)  # moto's SIGTERM/SIGINT handler exits with SystemExit
+    finally:
+        if state_file is not None:
+            save_state(state_file)
+            print(f"moto state saved to {state_file}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

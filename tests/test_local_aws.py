@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from config.aws import make_client
-from config.settings import Settings
+from config.settings import Settings, load_config
 from scripts.local_aws import LocalAws, free_port, is_healthy, start, stop
-from scripts.setup_aws import setup_resources
+from scripts.setup_aws import ensure_alerts_table, ensure_bucket, ensure_stream, setup_resources
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +29,65 @@ def test_start_status_stop_cycle(tmp_path: Path) -> None:
     assert not is_healthy(emulator.endpoint_url)
     assert not emulator.pid_file.exists()
     assert stop(emulator) is False
+
+
+def test_a_persistent_emulator_keeps_streams_tables_and_buckets_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    emulator = LocalAws("127.0.0.1", free_port(), tmp_path)
+    settings = load_config("local").with_overrides(aws={"endpoint_url": emulator.endpoint_url})
+    start(emulator, persist=True)
+    try:
+        kinesis = make_client("kinesis", settings.aws)
+        ensure_stream(kinesis, "kept", 2)
+        kinesis.put_records(
+            StreamName="kept",
+            Records=[{"PartitionKey": str(i), "Data": f"r{i}".encode()} for i in range(20)],
+        )
+        dynamodb = make_client("dynamodb", settings.aws)
+        ensure_alerts_table(dynamodb, "kept-alerts")
+        dynamodb.put_item(TableName="kept-alerts", Item={"transaction_id": {"S": "tx-1"}})
+        s3 = make_client("s3", settings.aws)
+        ensure_bucket(s3, "kept-bucket", settings.aws.region)
+        s3.put_object(Bucket="kept-bucket", Key="a/b", Body=b"kept")
+        before = {
+            shard["ShardId"]: [r["SequenceNumber"] for r in records]
+            for shard, records in _shard_records(kinesis, "kept")
+        }
+    finally:
+        stop(emulator)
+    assert emulator.state_file.exists()
+
+    start(emulator, persist=True)
+    try:
+        after = {
+            shard["ShardId"]: [r["SequenceNumber"] for r in records]
+            for shard, records in _shard_records(kinesis, "kept")
+        }
+        assert after == before and sum(len(v) for v in after.values()) == 20
+        ensure_stream(kinesis, "kept", 2)  # already there: setup stays idempotent
+        kinesis.put_record(StreamName="kept", PartitionKey="0", Data=b"new")
+        item = dynamodb.get_item(TableName="kept-alerts", Key={"transaction_id": {"S": "tx-1"}})
+        assert "Item" in item
+        assert s3.get_object(Bucket="kept-bucket", Key="a/b")["Body"].read() == b"kept"
+    finally:
+        stop(emulator)
+
+    start(emulator)  # without persist: a clean slate
+    try:
+        assert "kept" not in kinesis.list_streams()["StreamNames"]
+    finally:
+        stop(emulator)
+
+
+def _shard_records(client: Any, stream: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    out = []
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        iterator = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        out.append((shard, client.get_records(ShardIterator=iterator, Limit=1000)["Records"]))
+    return out
 
 
 def test_cli_status_reports_down_with_exit_code(tmp_path: Path) -> None:
