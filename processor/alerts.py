@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -84,11 +86,17 @@ def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
     return [item for page in pages for item in page["Items"]]
 
 
+# Event -> alert latencies kept for benchmarks: the most recent ones only, so a job that runs
+# for months holds no growing list (Prometheus gets every one, as a histogram).
+RECENT_LATENCIES = 20_000
+
+
 @dataclass
 class AlertStats:
     written: int = 0
     retries: int = 0
-    latencies_ms: list[int] = field(default_factory=list)  # event time -> alert written
+    # Event time -> alert written (ms), the most recent RECENT_LATENCIES alerts.
+    latencies_ms: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_LATENCIES))
 
 
 @dataclass
@@ -99,6 +107,9 @@ class AlertWriter:
     max_attempts: int = 8
     base_delay_s: float = 0.05
     stats: AlertStats = field(default_factory=AlertStats)
+    # Called after each batch's alerts are written, with each one's Kinesis arrival -> written
+    # latency in seconds (the job's metrics histogram).
+    on_written: Callable[[list[float]], None] | None = None
     _client: Any = None
 
     @property
@@ -119,6 +130,10 @@ class AlertWriter:
         written_ms = int(time.time() * 1000)
         self.stats.written += len(items)
         self.stats.latencies_ms.extend(written_ms - _millis(row["event_time"]) for row in rows)
+        if self.on_written is not None:
+            self.on_written(
+                [(written_ms - _millis(row["approximateArrivalTimestamp"])) / 1000 for row in rows]
+            )
         logger.info("batch %d: %d alerts written", batch_id, len(items))
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:

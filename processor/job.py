@@ -192,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     try:
         writer = scoring_writer(spark, settings)
-        listener = ProgressMetrics(writer.stats, settings.processor.metrics_port, args.metrics_host)
+        alerts = next(s for s in writer.transaction_sinks if isinstance(s, AlertWriter))
+        listener = ProgressMetrics(
+            writer.stats, settings.processor.metrics_port, args.metrics_host, alerts.stats
+        )
+        alerts.on_written = listener.observe_alert_latencies
     except (FraudPipelineError, OSError):  # no model, a bad one, or the metrics port is taken
         spark.stop()
         raise

@@ -1,20 +1,31 @@
 """One JSON log line per micro-batch, and the same figures as Prometheus metrics.
 
-Input rows, rows/s, batch duration, dead letters, late events (behind the watermark, scored all
-the same), dropped duplicates, the engine's time and state written, the watermark, and the source
-lag (MillisBehindLatest per shard, reported by the Kinesis source).
+Input rows, rows/s, batch duration, dead letters by reason, late events (behind the watermark,
+scored all the same), dropped duplicates, the engine's time and state written, the watermark, and
+the source lag (MillisBehindLatest per shard, reported by the Kinesis source). Prometheus also gets
+histograms of batch duration and of Kinesis arrival -> alert written, in seconds; alerts and their
+write retries; and each SageMaker endpoint's circuit-breaker state and retried calls. Retries of
+the Kinesis reads happen in executors and are logged there, not counted here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from pyspark.sql.streaming import StreamingQueryListener
 
+from processor.alerts import AlertStats
+from processor.sagemaker_scorer import BREAKER_STATE_VALUES, endpoint_health
 from processor.sinks import BatchCounts
+
+# Seconds: a micro-batch or an alert takes from well under a second to minutes behind a backlog.
+SECONDS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 logger = logging.getLogger("processor.progress")
 
@@ -35,6 +46,7 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         "batch_duration_ms": progress.get("batchDuration", 0),
         "written": counts.counts if same_batch else {},
         "dead_letters": counts.counts.get("dead_letters", 0) if same_batch else 0,
+        "dead_letter_reasons": counts.dead_letter_reasons if same_batch else {},
         "late_events": counts.late if same_batch else 0,
         "duplicates": counts.duplicates if same_batch else 0,
         "engine_ms": counts.timings_ms.get("engine", 0) if same_batch else 0,
@@ -45,30 +57,82 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
     }
 
 
-class ProgressMetrics(StreamingQueryListener):
-    """Logs each batch as JSON and updates Prometheus gauges and counters."""
+class ScorerHealth(Collector):
+    """Each SageMaker endpoint's breaker state and retried calls, read at scrape time."""
 
-    def __init__(self, counts: BatchCounts, port: int, host: str = "127.0.0.1") -> None:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        state = GaugeMetricFamily(
+            "fraud_scorer_breaker_state",
+            "SageMaker scorer circuit breaker: 0 closed, 1 half-open, 2 open",
+            labels=["endpoint"],
+        )
+        retries = CounterMetricFamily(
+            "fraud_scorer_retries", "SageMaker calls retried", labels=["endpoint"]
+        )
+        for endpoint, (breaker, retried) in endpoint_health().items():
+            state.add_metric([endpoint], BREAKER_STATE_VALUES[breaker])
+            retries.add_metric([endpoint], retried)
+        yield state
+        yield retries
+
+
+class ProgressMetrics(StreamingQueryListener):
+    """Logs each batch as JSON and updates Prometheus histograms, gauges and counters."""
+
+    def __init__(
+        self,
+        counts: BatchCounts,
+        port: int,
+        host: str = "127.0.0.1",
+        alerts: AlertStats | None = None,
+    ) -> None:
         self._counts = counts
+        self._alerts = alerts
+        self._alerts_seen = (0, 0)  # (written, retries) already counted
         self.registry = CollectorRegistry()
         self.input_rows = Counter("fraud_input_rows", "Records read", registry=self.registry)
-        self.dead = Counter("fraud_dead_letters", "Dead letters written", registry=self.registry)
+        self.dead = Counter(
+            "fraud_dead_letters", "Dead letters written", ["reason"], registry=self.registry
+        )
         self.late = Counter(
             "fraud_late_events", "Events behind the watermark (scored)", registry=self.registry
         )
         self.duplicates = Counter(
             "fraud_duplicates", "Re-sent copies dropped", registry=self.registry
         )
+        self.alerts = Counter("fraud_alerts", "Alerts written", registry=self.registry)
+        self.alert_retries = Counter(
+            "fraud_alert_write_retries",
+            "BatchWriteItem calls repeated for unprocessed alerts",
+            registry=self.registry,
+        )
         self.rate = Gauge("fraud_processed_rows_per_second", "Rows/s", registry=self.registry)
-        self.duration = Gauge("fraud_batch_duration_ms", "Batch duration", registry=self.registry)
+        self.batch_seconds = Histogram(
+            "fraud_batch_duration_seconds",
+            "Micro-batch duration",
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.alert_latency = Histogram(
+            "fraud_alert_latency_seconds",
+            "Kinesis arrival of a transaction -> its alert written",
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "fraud_source_lag_ms", "MillisBehindLatest", ["shard"], registry=self.registry
         )
+        self.registry.register(ScorerHealth())
         self.last: dict[str, Any] | None = None
         if port:
             # Loopback unless told otherwise (--metrics-host 0.0.0.0 in a container or pod).
             start_http_server(port, addr=host, registry=self.registry)
             logger.info("Prometheus metrics on %s:%d", host, port)
+
+    def observe_alert_latencies(self, seconds: list[float]) -> None:
+        """AlertWriter.on_written: one observation per alert, no list kept."""
+        for value in seconds:
+            self.alert_latency.observe(value)
 
     def onQueryStarted(self, event: Any) -> None:
         logger.info(json.dumps({"event": "query_started", "id": str(event.id)}))
@@ -77,11 +141,17 @@ class ProgressMetrics(StreamingQueryListener):
         summary = batch_summary(json.loads(event.progress.json), self._counts)
         self.last = summary
         self.input_rows.inc(summary["input_rows"])
-        self.dead.inc(summary["dead_letters"])
+        for reason, count in summary["dead_letter_reasons"].items():
+            self.dead.labels(reason=reason).inc(count)
         self.late.inc(summary["late_events"])
         self.duplicates.inc(summary["duplicates"])
         self.rate.set(summary["processed_rows_per_s"])
-        self.duration.set(summary["batch_duration_ms"])
+        self.batch_seconds.observe(summary["batch_duration_ms"] / 1000)
+        if self._alerts is not None:
+            written, retries = self._alerts.written, self._alerts.retries
+            self.alerts.inc(written - self._alerts_seen[0])
+            self.alert_retries.inc(retries - self._alerts_seen[1])
+            self._alerts_seen = (written, retries)
         for shard, lag in summary["source_lag_ms"].items():
             if lag is not None:
                 self.lag.labels(shard=shard).set(lag)

@@ -128,6 +128,16 @@ class CircuitBreaker:
 _registry_lock = threading.Lock()
 _breakers: dict[tuple[Any, ...], CircuitBreaker] = {}
 _clients: dict[tuple[Any, ...], Any] = {}
+_retries: dict[str, int] = {}  # endpoint name -> calls retried, for the job's metrics
+
+BREAKER_STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+def endpoint_health() -> dict[str, tuple[str, int]]:
+    """Each endpoint this process scored with: its breaker state and the calls retried."""
+    with _registry_lock:
+        states = {breaker.name: breaker.state for breaker in _breakers.values()}
+        return {name: (state, _retries.get(name, 0)) for name, state in states.items()}
 
 
 class _CallFailed(Exception):
@@ -305,6 +315,8 @@ class SageMakerScorer:
             except _CallFailed as failure:
                 if not failure.retryable or attempt == attempts:
                     raise
+                with _registry_lock:
+                    _retries[self.endpoint_name] = _retries.get(self.endpoint_name, 0) + 1
                 pause = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
                 logger.debug("attempt %d on %s failed (%s)", attempt, self.endpoint_name, failure)
                 time.sleep(random.uniform(0, pause))

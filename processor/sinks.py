@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ml_model.features import FEATURE_NAMES
+from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
 from processor.hadoop_files import read_text
 from processor.lake_tables import (
@@ -95,6 +97,7 @@ class BatchCounts:
     timings_ms: dict[str, int] = field(default_factory=dict)
     # Per event of the last batch: Kinesis arrival -> its lake commit (ms); replaced each batch.
     arrival_to_commit_ms: list[int] = field(default_factory=list)
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # of the last batch
 
 
 def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
@@ -200,8 +203,13 @@ class LakeWriter:
         self.stats.watermark_ms = result.watermark_ms
         self.stats.state_bytes = state_bytes
         self.stats.timings_ms = clock.laps
+        self.stats.dead_letter_reasons = dict(
+            Counter(str(row["dead_letter_reason"]) for row in result.dead_letters)
+        )
         for table, count in counts.items():
             self.stats.totals[table] = self.stats.totals.get(table, 0) + count
+        # For the run report, which reads it after the job has ended (processor/batch_progress).
+        record_batch(self.engine.store.files, batch_id, len(rows), self.stats)
         logger.debug("batch %d wrote %s", batch_id, counts)
 
     def _write_tables(

@@ -229,7 +229,8 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     thread.join()
     time.sleep(20)  # let the last batches finish
     query.stop()
-    warm = alerts.stats.latencies_ms[len(alerts.stats.latencies_ms) // 10 :]
+    latencies = list(alerts.stats.latencies_ms)  # the most recent 20,000: a run has fewer
+    warm = latencies[len(latencies) // 10 :]
     commits = committed[len(committed) // 10 :]  # the first tenth is warm-up
 
     def percentiles(values: list[int]) -> dict[str, int | None]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import urllib.request
 from types import SimpleNamespace
+from typing import Any
 
+from prometheus_client import generate_latest
+
+from processor.alerts import RECENT_LATENCIES, AlertStats
 from processor.metrics import ProgressMetrics, batch_summary
 from processor.sinks import BatchCounts
 from scripts.local_aws import free_port
@@ -48,11 +52,50 @@ def test_summary_reads_progress_and_what_the_sinks_wrote() -> None:
 
 def test_prometheus_endpoint_serves_the_same_figures() -> None:
     port = free_port()
-    listener = ProgressMetrics(BatchCounts(batch_id=7, counts={"dead_letters": 12}, late=2), port)
+    counts = BatchCounts(
+        batch_id=7,
+        counts={"dead_letters": 12},
+        late=2,
+        dead_letter_reasons={"not_json": 10, "invalid_value": 2},
+    )
+    alerts = AlertStats(written=5, retries=1)
+    listener = ProgressMetrics(counts, port, alerts=alerts)
+    listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(json=json.dumps(PROGRESS))))
+    listener.observe_alert_latencies([0.4, 3.0, 3.5])
+    alerts.written, alerts.retries = 8, 1  # the next batch wrote three more, no retry
     listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(json=json.dumps(PROGRESS))))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    assert "fraud_input_rows_total 1200.0" in text
-    assert "fraud_dead_letters_total 12.0" in text
-    assert "fraud_late_events_total 2.0" in text
+    assert "fraud_input_rows_total 2400.0" in text
+    assert 'fraud_dead_letters_total{reason="not_json"} 20.0' in text
+    assert 'fraud_dead_letters_total{reason="invalid_value"} 4.0' in text
+    assert "fraud_late_events_total 4.0" in text
     assert 'fraud_source_lag_ms{shard="shard-0"} 1500.0' in text
+    assert "fraud_alerts_total 8.0" in text and "fraud_alert_write_retries_total 1.0" in text
+    # Histograms in seconds: two batches of 1.09 s; alert latencies 0.4, 3.0 and 3.5 s.
+    assert 'fraud_batch_duration_seconds_bucket{le="1.0"} 0.0' in text
+    assert 'fraud_batch_duration_seconds_bucket{le="2.0"} 2.0' in text
+    assert "fraud_batch_duration_seconds_count 2.0" in text
+    assert 'fraud_alert_latency_seconds_bucket{le="0.5"} 1.0' in text
+    assert 'fraud_alert_latency_seconds_bucket{le="5.0"} 3.0' in text
+    assert "fraud_alert_latency_seconds_sum 6.9" in text
+
+
+def test_scorer_breaker_state_and_retries_are_exported(monkeypatch: Any) -> None:
+    import processor.metrics as metrics
+
+    health = {"fraud-endpoint": ("open", 7)}
+    monkeypatch.setattr(metrics, "endpoint_health", lambda: health)
+    listener = ProgressMetrics(BatchCounts(), 0)
+    text = generate_latest(listener.registry).decode()
+    assert 'fraud_scorer_breaker_state{endpoint="fraud-endpoint"} 2.0' in text
+    assert 'fraud_scorer_retries_total{endpoint="fraud-endpoint"} 7.0' in text
+    health["fraud-endpoint"] = ("closed", 7)
+    text = generate_latest(listener.registry).decode()
+    assert 'fraud_scorer_breaker_state{endpoint="fraud-endpoint"} 0.0' in text
+
+
+def test_alert_latencies_kept_for_benchmarks_are_bounded() -> None:
+    stats = AlertStats()
+    stats.latencies_ms.extend(range(RECENT_LATENCIES + 500))
+    assert len(stats.latencies_ms) == RECENT_LATENCIES and stats.latencies_ms[0] == 500
