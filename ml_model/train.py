@@ -7,6 +7,7 @@ from ml_model.features (the module the stream runs); the split is by time: warm-
 still filling) are dropped, then train, a gap (labels of the last training days would not have
 arrived yet in production), validation (where the threshold is chosen by the stated policy) and
 test (where every metric is measured, for the model and for an amount-only baseline).
+Besides the model and its card it writes an HTML report of the test split (ml_model/report).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ from ml_model.artifacts import ModelCard, write_artifacts
 from ml_model.evaluation import evaluate, format_comparison
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
 from ml_model.history import load_history
+from ml_model.report import training_report_data, write_report
 from ml_model.threshold import OPTION, ThresholdPolicy, choose_threshold, parse_policy
 from producer.generator import GeneratorOptions
 from producer.generator.options import DEFAULT_START_TIME_MS
@@ -124,8 +127,12 @@ def train(
     review_band: float,
     split: Split = Split(),
     seed: int = 0,
-) -> tuple[HistGradientBoostingClassifier, ModelCard, str]:
-    """(model, card, printable comparison) from a history frame."""
+) -> tuple[HistGradientBoostingClassifier, ModelCard, str, pd.DataFrame]:
+    """(model, card, printable comparison, test split scored) from a history frame.
+
+    The last is one row per test transaction: the model's `score`, the amount the baseline
+    scores with (`baseline_score`), and the label columns; the training report draws from it.
+    """
     frame = training_frame(history)
     parts = split_by_time(frame, split)
     model = fit(parts["train"], seed)
@@ -138,7 +145,8 @@ def train(
     baseline_threshold = choose_threshold(
         validation["tx_amount"].to_numpy(), validation["is_fraud"], policy
     )
-    metrics = evaluate(scored(test, model_scores(test)), threshold)
+    test_scored = scored(test, model_scores(test))
+    metrics = evaluate(test_scored, threshold)
     baseline = evaluate(scored(test, test["tx_amount"].to_numpy()), baseline_threshold)
     baseline["rule"] = f"amount >= {baseline_threshold:.2f}"
     genuine = parts["train"][~parts["train"]["is_fraud"]]
@@ -163,7 +171,7 @@ def train(
         library_versions={lib: version(lib) for lib in ("scikit-learn", "numpy", "pandas")},
     )
     report = format_comparison(metrics, baseline)
-    return model, card, report
+    return model, card, report, test_scored.assign(baseline_score=test["tx_amount"].to_numpy())
 
 
 def _policy(text: str) -> ThresholdPolicy:
@@ -228,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=Split.test_days,
         help="last days, where metrics are measured",
     )
+    parser.add_argument(
+        "--report-dir",
+        default=None,
+        help="folder of the HTML training report, index.html (default: report/ in a local "
+        "--output folder, else reports/train-<version>)",
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not write the HTML training report"
+    )
     return parser
 
 
@@ -248,6 +265,15 @@ def generator_options(args: argparse.Namespace) -> GeneratorOptions:
     )
 
 
+def report_folder(report_dir: str | None, output: str, model_version: str) -> Path:
+    """Where the training report goes: --report-dir, else beside a local model, else reports/."""
+    if report_dir:
+        return Path(report_dir)
+    if output.startswith(("s3://", "s3a://")):
+        return Path("reports") / f"train-{model_version}"
+    return Path(output) / "report"
+
+
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
@@ -258,13 +284,16 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     history, source = load_history(args.history, generator_options(args))
     print(f"history: {source}, {len(history):,} events", flush=True)
     split = Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
-    model, card, report = train(
+    model, card, report, test_scored = train(
         history, args.threshold_policy, settings.model.review_band, split, args.seed
     )
     write_artifacts(output, model, card, settings.aws)
     print(f"policy: {args.threshold_policy.describe()} -> threshold {card.threshold:.4f}")
     print(report)
     print(f"model {card.version} written to {output} (model.joblib, model_card.json)")
+    if not args.no_report:
+        folder = report_folder(args.report_dir, output, card.version)
+        print(f"report: {write_report(folder, training_report_data(card, test_scored))}")
     return 0
 
 
