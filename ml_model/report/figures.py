@@ -113,7 +113,7 @@ def roc_curve(
     RocCurveDisplay.from_predictions(y, baseline, name="amount-only baseline", ax=ax)
     lowest = 1 / max(int((~y).sum()), 2)
     chance = np.logspace(math.log10(lowest), 0, 100)  # the diagonal, curved by the log axis
-    ax.plot(chance, chance, "k--", label="chance level (AUC = 0.5)")
+    ax.plot(chance, chance, "k--", label="Chance level (AUC = 0.5)")
     for values, cut, colour in (
         (model, threshold, MODEL_COLOUR),
         (baseline, baseline_threshold, BASELINE_COLOUR),

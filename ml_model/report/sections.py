@@ -152,7 +152,8 @@ def run_sections(run: RunData) -> list[Section]:
         sections.append(
             _figure(
                 "fig-latency", "Alert latency",
-                f"Per alert: {run.latency_basis}.",
+                f"Per alert: {run.latency_basis}. When the job starts after the events were "
+                "sent (as in `make demo`), this includes its start-up and the backlog.",
                 figures.latency_histogram(run.latencies_ms, run.latency_basis),
             )
         )  # fmt: skip
