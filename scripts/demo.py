@@ -4,9 +4,9 @@
 
 Steps: start moto's server, create the stream / table / bucket, train the model if none exists
 at the profile's model path, produce labelled events with fraud and a few broken records, run
-the processor (features, scoring, alerts) until the stream is drained (`--available-now`), and
-print a summary. Each step is the same command a user would run by hand, so the demo doubles
-as their walkthrough.
+the processor (features, scoring, alerts) until the stream is drained (`--available-now`, a few
+micro-batches), print a summary and write the run report, `reports/<run id>/index.html`. Each
+step is the same command a user would run by hand, so the demo doubles as their walkthrough.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
 from config.exceptions import FraudPipelineError
 from ml_model.artifacts import artifacts_exist
+from ml_model.report import INDEX
 from scripts.local_aws import LocalAws, is_healthy, start, stop
 from scripts.setup_aws import setup_resources
 
@@ -49,7 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--anomaly-rate", type=float, default=0.01, help="share of broken records")
     parser.add_argument("--seed", type=int, default=7, help="producer's random seed")
+    parser.add_argument(
+        "--max-records-per-shard",
+        type=int,
+        default=250,
+        help="records per shard in one micro-batch: the stream is drained in a few batches, "
+        "whose progress the report shows",
+    )
+    parser.add_argument(
+        "--reports-dir",
+        default="reports",
+        help="where run reports go, as <dir>/<run id>/index.html (relative to the project)",
+    )
     return parser
+
+
+def run_id() -> str:
+    """The id (and folder name) of one demo run: its start time, UTC, e.g. 20260101-120000."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     settings = load_settings(args.profile)
     profile = settings.profile
+    run = run_id()
+    report_folder = PROJECT_ROOT / args.reports_dir / run
 
     env = dict(os.environ)
     env.setdefault("CARD_TOKEN_KEY", DEMO_TOKEN_KEY)
@@ -113,10 +134,25 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     _run(
         "process the stream until it is drained",
-        [python, "-m", "processor.job", "--profile", profile, "--available-now"],
+        [
+            python, "-m", "processor.job", "--profile", profile, "--available-now",
+            "--max-records-per-shard", str(args.max_records_per_shard),
+        ],
         env,
-    )
-    _run("summary", [python, "-m", "scripts.demo_summary", "--profile", profile], env)
+    )  # fmt: skip
+    # Files put in report_folder before the summary (console.png) are embedded in the report.
+    _run(
+        "summary and run report",
+        [
+            python, "-m", "scripts.demo_summary", "--profile", profile,
+            "--report-dir", str(report_folder), "--run-id", run,
+        ],
+        env,
+    )  # fmt: skip
+    report = report_folder / INDEX
+    if not report.is_file():
+        raise FraudPipelineError(f"the summary step wrote no report at {report}")
+    print(f"\n==> run report: {report}", flush=True)
     return 0
 
 

@@ -1,11 +1,14 @@
 """Summary printed at the end of `make demo`: the lake, the alerts, and how good they were.
 
-    python -m scripts.demo_summary [--profile local]
+    python -m scripts.demo_summary [--profile local] [--report-dir reports/my-run]
 
 Precision and recall compare the alerts in DynamoDB with the ground-truth labels that travelled
 beside the events (never read by a feature). Latency is measured from the record's arrival in
 Kinesis to the alert being written: the demo's event times are simulated (hours of card traffic
 sent in seconds), so event time -> alert would measure the simulation, not the pipeline.
+
+With --report-dir it also writes the run report there (index.html, see ml_model/report), read
+without Spark from the lake, the alerts table and the job's batch records.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from config.settings import load_config
+from ml_model.report import write_report
+from ml_model.report.run_data import run_report_data
 from processor.alerts import scan_alerts
 from processor.sinks import TABLES, table_path
 from processor.spark_session import build_spark
@@ -44,7 +50,15 @@ def alert_quality(transactions: Any, alert_ids: set[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.demo_summary", description=__doc__)
-    parser.add_argument("--profile", default=None)
+    parser.add_argument(
+        "--profile", default=None, help="config profile (default: $FRAUD_PROFILE, else local)"
+    )
+    parser.add_argument(
+        "--report-dir", default=None, help="also write the run report (index.html) to this folder"
+    )
+    parser.add_argument(
+        "--run-id", default=None, help="the run's name in the report (default: the time now)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = load_config(args.profile)
@@ -88,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             f" score {float(example['fraud_score']['N']):.3f} reasons {reasons}"
         )
     spark.stop()
+    if args.report_dir:
+        run_id = args.run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        report = write_report(args.report_dir, run_report_data(settings, run_id))
+        print(f"\nRun report: {report}")
     return 0
 
 
