@@ -57,7 +57,8 @@ _SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with same-origin form posts.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

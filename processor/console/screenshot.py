@@ -30,7 +30,11 @@ def chromium_path() -> str | None:
 
 
 def save_queue_screenshot(url: str, path: Path, timeout_s: float = 30.0) -> Path:
-    """Open the queue at `url` (a `?token=...` link works) and save a full-page PNG at `path`."""
+    """Open the queue at `url` (a `?token=...` link works) and save a full-page PNG at `path`.
+
+    Call it from plain synchronous code: Playwright's sync API refuses to run inside an asyncio
+    loop or another `sync_playwright()` block.
+    """
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
@@ -40,6 +44,7 @@ def save_queue_screenshot(url: str, path: Path, timeout_s: float = 30.0) -> Path
         ) from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    shown = url.split("?", 1)[0]  # error messages never quote a ?token=
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True)
@@ -48,11 +53,11 @@ def save_queue_screenshot(url: str, path: Path, timeout_s: float = 30.0) -> Path
                 response = page.goto(url, wait_until="load", timeout=timeout_s * 1000)
                 if response is None or not response.ok:
                     status = "no response" if response is None else f"HTTP {response.status}"
-                    raise FraudPipelineError(f"the console at {url} answered {status}")
+                    raise FraudPipelineError(f"the console at {shown} answered {status}")
                 page.screenshot(path=str(path), full_page=True)
             finally:
                 browser.close()
     except PlaywrightError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FraudPipelineError(f"queue screenshot of {url} failed: {first}") from exc
+        raise FraudPipelineError(f"queue screenshot of {shown} failed: {first}") from exc
     return path
