@@ -56,6 +56,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     baseline_metrics: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+    # From the feature registry: what each input means, for whoever reads the card or an alert.
+    feature_descriptions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

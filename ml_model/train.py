@@ -32,6 +32,7 @@ from config.settings import Settings
 from ml_model.artifacts import ModelCard, write_artifacts
 from ml_model.evaluation import evaluate, format_comparison
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
+from ml_model.features.registry import describe
 from ml_model.history import load_history
 from ml_model.report import training_report_data, write_report
 from ml_model.threshold import OPTION, ThresholdPolicy, choose_threshold, parse_policy
@@ -169,6 +170,7 @@ def train(
         metrics={**metrics, "validation_period": window(validation)},
         baseline_metrics=baseline,
         library_versions={lib: version(lib) for lib in ("scikit-learn", "numpy", "pandas")},
+        feature_descriptions={name: describe(name) for name in FEATURE_NAMES},
     )
     report = format_comparison(metrics, baseline)
     return model, card, report, test_scored.assign(baseline_score=test["tx_amount"].to_numpy())

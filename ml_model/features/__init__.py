@@ -11,6 +11,7 @@ from ml_model.features.definitions import (
     TERMINAL_FEATURES,
 )
 from ml_model.features.events import FeatureEvent, from_row
+from ml_model.features.registry import FEATURES, FEATURES_BY_NAME, Feature, describe
 from ml_model.features.terminal import empty_terminal_state, update_terminal
 
 __all__ = [
@@ -18,11 +19,15 @@ __all__ = [
     "CARD_PART",
     "ENTITIES_OF",
     "ENTITY_KINDS",
+    "FEATURES",
+    "FEATURES_BY_NAME",
     "FEATURE_NAMES",
+    "Feature",
     "TERMINAL",
     "TERMINAL_FEATURES",
     "FeatureEvent",
     "compute_features",
+    "describe",
     "empty_card_state",
     "empty_terminal_state",
     "entity_id",

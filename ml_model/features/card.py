@@ -58,6 +58,15 @@ def event_features(event: FeatureEvent) -> Features:
     }
 
 
+# The registry's names of each window's count and amount (ml_model/features/registry.py).
+_WINDOW_FEATURES = {
+    "10m": ("card_tx_count_10m", "card_tx_amount_10m"),
+    "1h": ("card_tx_count_1h", "card_tx_amount_1h"),
+    "24h": ("card_tx_count_24h", "card_tx_amount_24h"),
+    "7d": ("card_tx_count_7d", "card_tx_amount_7d"),
+}
+
+
 def card_features(state: CardState, event: FeatureEvent) -> Features:
     """Features of a transaction from the card's events that sort before it (never itself)."""
     t = event.time_ms
@@ -84,8 +93,9 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
             countries.add(entry[4])
     features: Features = {}
     for name in CARD_WINDOWS:
-        features[f"card_tx_count_{name}"] = float(counts[name])
-        features[f"card_tx_amount_{name}"] = round(sums[name], 6)
+        count_name, amount_name = _WINDOW_FEATURES[name]
+        features[count_name] = float(counts[name])
+        features[amount_name] = round(sums[name], 6)
     amount = float(event.amount or 0.0)
     features["card_amount_to_mean_30d"] = (
         amount / (mean_sum / mean_count) if mean_count and mean_sum > 0 else _NAN

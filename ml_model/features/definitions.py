@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ml_model.features.registry import names_of
+
 SECOND: Final = 1_000
 MINUTE: Final = 60 * SECOND
 HOUR: Final = 60 * MINUTE
@@ -31,23 +33,10 @@ TERMINAL_RETENTION: Final = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + 
 # seconds apart in the same city do not look like impossible travel.
 MIN_TRAVEL_GAP: Final = MINUTE
 
-EVENT_FEATURES: Final = ("tx_amount", "tx_is_ecom", "tx_is_atm", "tx_is_night", "tx_is_weekend")
-CARD_FEATURES: Final = (
-    *(f"card_tx_{what}_{name}" for name in CARD_WINDOWS for what in ("count", "amount")),
-    "card_amount_to_mean_30d",
-    "card_seconds_since_prev",
-    "card_km_from_prev",
-    "card_kmh_from_prev",
-    "card_merchants_24h",
-    "card_countries_24h",
-    "card_new_device",
-    "card_failed_logins_1h",
-)
-TERMINAL_FEATURES: Final = (
-    *(f"terminal_tx_count_{name}" for name in TERMINAL_WINDOWS),
-    *(f"terminal_cards_{name}" for name in TERMINAL_WINDOWS),
-    *(f"terminal_risk_{name}" for name in TERMINAL_RISK_WINDOWS),
-)
+# The names come from the registry (registry.py), in the model's order.
+EVENT_FEATURES: Final = names_of("transaction")
+CARD_FEATURES: Final = names_of("card")
+TERMINAL_FEATURES: Final = names_of("terminal")
 # The card entity computes the event's own features too; the order here is the model's order.
 CARD_PART: Final = (*EVENT_FEATURES, *CARD_FEATURES)
 FEATURE_NAMES: Final = (*CARD_PART, *TERMINAL_FEATURES)

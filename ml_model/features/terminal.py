@@ -39,6 +39,12 @@ def _confirmed_by(chargebacks: list[list[Any]], t: int) -> bool:
     return bool(max(arrived, key=lambda c: (c[0], c[1]))[2])
 
 
+# The registry's names of each window's features (ml_model/features/registry.py).
+_COUNT_FEATURES = {"1h": "terminal_tx_count_1h", "24h": "terminal_tx_count_24h"}
+_CARDS_FEATURES = {"1h": "terminal_cards_1h", "24h": "terminal_cards_24h"}
+_RISK_FEATURES = {"1d": "terminal_risk_1d", "7d": "terminal_risk_7d", "30d": "terminal_risk_30d"}
+
+
 def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     """Traffic from the terminal's recent transactions; risk from the chargebacks it has.
 
@@ -57,10 +63,10 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     features: Features = {}
     starts = {name: since(t - width) for name, width in TERMINAL_WINDOWS.items()}
     for name in TERMINAL_WINDOWS:
-        features[f"terminal_tx_count_{name}"] = float(pos - starts[name])
+        features[_COUNT_FEATURES[name]] = float(pos - starts[name])
     for name in TERMINAL_WINDOWS:
         cards = {txs[i][2] for i in range(starts[name], pos)}
-        features[f"terminal_cards_{name}"] = float(len(cards))
+        features[_CARDS_FEATURES[name]] = float(len(cards))
     # Risk windows hold transactions with t - D - W < time <= t - D.
     delayed_end = since(t - LABEL_DELAY)
     confirmed = [
@@ -72,7 +78,7 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
         low = t - LABEL_DELAY - width
         n = delayed_end - since(low)
         frauds = sum(1 for tx_time in confirmed if tx_time > low)
-        features[f"terminal_risk_{name}"] = min(frauds, n) / n if n else 0.0
+        features[_RISK_FEATURES[name]] = min(frauds, n) / n if n else 0.0
     return features
 
 
