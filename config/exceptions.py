@@ -41,3 +41,7 @@ class ModelVersionError(ModelError):
 
 class ScorerUnavailableError(FraudPipelineError):
     """The remote scorer (SageMaker endpoint) cannot be reached or keeps failing."""
+
+
+class StateFormatError(FraudPipelineError):
+    """The engine state under a checkpoint was written in a format this version cannot read."""

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from config.exceptions import StateFormatError
 from ml_model.features import compute_features, from_row
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
-from processor.engine.state import SNAPSHOT_EVERY
+from processor.engine.state import SNAPSHOT_EVERY, EngineState
 from processor.engine.watermark import (
     WATERMARK_MAX_SKEW_MS,
     ShardMark,
     advance,
     bounded_times,
     combined,
+    epoch_ms,
 )
 
 MIN = 60_000
@@ -204,6 +208,22 @@ def test_state_survives_snapshots_and_changelogs(tmp_path: Path) -> None:
     loaded = StateStore(CheckpointFiles(str(tmp_path))).load(SNAPSHOT_EVERY + 2)
     assert loaded.cards == eng.state.cards and loaded.seen == eng.state.seen
     assert loaded.shards == eng.state.shards
+
+
+def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    run(eng, [tx(1, 1.0), tx(2, 2.0)], 0)
+    assert eng.state is not None
+    card = eng.state.cards["card-a"]
+    assert [entry.tx_id for entry in card["tx"]] == ["tx-000001", "tx-000002"]
+    assert eng.state.terminals["term-1"]["tx"][0].card == "card-a"
+    assert eng.state.seen["transaction:tx-000001"].event_ms == epoch_ms(T0) + MIN
+    # A file of the positional format (no marker) is refused with the way out, not misread.
+    files = CheckpointFiles(str(tmp_path))
+    old = zlib.compress(pickle.dumps(EngineState(batch_id=0)))
+    files.put("engine_state/0.snapshot", old)
+    with pytest.raises(StateFormatError, match="resume-from-lake"):
+        StateStore(files).load(0)
 
 
 def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:

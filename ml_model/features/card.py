@@ -1,11 +1,10 @@
 """Per-card features: velocity, amount vs history, travel, merchants, devices, failed logins.
 
-State is a plain JSON-friendly dict, so the stream can keep it in one state value and training
-can keep one per card in memory:
+State is a dict of named entries (picklable, compact: tuples), one per card:
 
-    tx:   [[time_ms, transaction_id, amount, merchant, country, lat, lon], ...]  by (time, id)
-    dev:  {device_id: [time_ms, transaction_id]}   first use of each device
-    fail: [[time_ms, auth_id], ...]                failed logins, sorted
+    tx:   [CardTx, ...]                 the card's transactions, sorted by (time, id)
+    dev:  {device_id: FirstUse}         first use of each device
+    fail: [FailedLogin, ...]            failed logins, sorted
     max:  newest event time seen (drives pruning)
 """
 
@@ -13,7 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from typing import Any
+from typing import Any, NamedTuple
 
 from ml_model.features.definitions import (
     CARD_MEAN_WINDOW,
@@ -29,6 +28,35 @@ from ml_model.features.events import AUTH, TRANSACTION, FeatureEvent
 
 CardState = dict[str, Any]
 Features = dict[str, float]
+
+
+class CardTx(NamedTuple):
+    time_ms: int
+    tx_id: str
+    amount: float
+    merchant: str | None
+    country: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+class FirstUse(NamedTuple):
+    time_ms: int
+    tx_id: str
+
+
+class FailedLogin(NamedTuple):
+    time_ms: int
+    auth_id: str
+
+
+def _order(entry: CardTx | FailedLogin) -> tuple[int, str]:
+    return entry[0], entry[1]  # (time, id): the sort order of both lists
+
+
+def _time(entry: CardTx | FailedLogin) -> int:
+    return entry[0]
+
 
 _NAN = math.nan
 _EARTH_KM = 6371.0
@@ -71,7 +99,7 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     """Features of a transaction from the card's events that sort before it (never itself)."""
     t = event.time_ms
     txs = state["tx"]
-    pos = bisect_left(txs, (t, event.event_id), key=lambda e: (e[0], e[1]))
+    pos = bisect_left(txs, (t, event.event_id), key=_order)
     counts = dict.fromkeys(CARD_WINDOWS, 0)
     sums = dict.fromkeys(CARD_WINDOWS, 0.0)
     mean_count, mean_sum = 0, 0.0
@@ -79,18 +107,18 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     countries: set[str] = set()
     for i in range(pos - 1, -1, -1):
         entry = txs[i]
-        age = t - entry[0]
+        age = t - entry.time_ms
         if age >= CARD_MEAN_WINDOW:
             break
         mean_count += 1
-        mean_sum += entry[2]
+        mean_sum += entry.amount
         for name, width in CARD_WINDOWS.items():
             if age < width:
                 counts[name] += 1
-                sums[name] += entry[2]
+                sums[name] += entry.amount
         if age < DAY:
-            merchants.add(entry[3])
-            countries.add(entry[4])
+            merchants.add(entry.merchant)
+            countries.add(entry.country)
     features: Features = {}
     for name in CARD_WINDOWS:
         count_name, amount_name = _WINDOW_FEATURES[name]
@@ -103,10 +131,10 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     seconds = km = kmh = _NAN
     if pos > 0:
         prev = txs[pos - 1]
-        gap = t - prev[0]
+        gap = t - prev.time_ms
         seconds = gap / 1000.0
-        if None not in (prev[5], prev[6], event.latitude, event.longitude):
-            km = haversine_km(prev[5], prev[6], event.latitude, event.longitude)  # type: ignore[arg-type]
+        if None not in (prev.latitude, prev.longitude, event.latitude, event.longitude):
+            km = haversine_km(prev.latitude, prev.longitude, event.latitude, event.longitude)  # type: ignore[arg-type]
             kmh = km / (max(gap, MIN_TRAVEL_GAP) / HOUR)
     features["card_seconds_since_prev"] = seconds
     features["card_km_from_prev"] = km
@@ -114,11 +142,11 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     features["card_merchants_24h"] = float(len(merchants))
     features["card_countries_24h"] = float(len(countries))
     first = state["dev"].get(event.device) if event.device else None
-    seen = first is not None and (first[0], first[1]) < (t, event.event_id)
+    seen = first is not None and first < (t, event.event_id)
     features["card_new_device"] = float(event.device is not None and not seen)
     # A failed login sorts before a transaction of the same millisecond (events.event_key).
     features["card_failed_logins_1h"] = float(
-        sum(1 for ft, _ in state["fail"] if t - FAILED_LOGIN_WINDOW < ft <= t)
+        sum(1 for login in state["fail"] if t - FAILED_LOGIN_WINDOW < login.time_ms <= t)
     )
     return features
 
@@ -127,7 +155,7 @@ def apply_card_event(state: CardState, event: FeatureEvent) -> None:
     """Add an event to the card's state (after its own features were computed)."""
     t = event.time_ms
     if event.kind == TRANSACTION:
-        entry = [
+        entry = CardTx(
             t,
             event.event_id,
             float(event.amount or 0.0),
@@ -135,26 +163,24 @@ def apply_card_event(state: CardState, event: FeatureEvent) -> None:
             event.country,
             event.latitude,
             event.longitude,
-        ]
-        insort(state["tx"], entry, key=lambda e: (e[0], e[1]))
+        )
+        insort(state["tx"], entry, key=_order)
         if event.device:
             first = state["dev"].get(event.device)
-            if first is None or (t, event.event_id) < (first[0], first[1]):
-                state["dev"][event.device] = [t, event.event_id]
+            if first is None or (t, event.event_id) < first:
+                state["dev"][event.device] = FirstUse(t, event.event_id)
     elif event.kind == AUTH and event.success is False:
-        insort(state["fail"], [t, event.event_id])
+        insort(state["fail"], FailedLogin(t, event.event_id))
     state["max"] = t if state["max"] is None else max(state["max"], t)
     _prune(state)
 
 
 def _prune(state: CardState) -> None:
     newest = state["max"]
-    cut = bisect_left(state["tx"], newest - CARD_RETENTION, key=lambda e: e[0])
+    cut = bisect_left(state["tx"], newest - CARD_RETENTION, key=_time)
     if cut:
         del state["tx"][:cut]
-    cut = bisect_left(
-        state["fail"], newest - FAILED_LOGIN_WINDOW - RETENTION_SLACK, key=lambda e: e[0]
-    )
+    cut = bisect_left(state["fail"], newest - FAILED_LOGIN_WINDOW - RETENTION_SLACK, key=_time)
     if cut:
         del state["fail"][:cut]
 

@@ -1,16 +1,16 @@
 """Per-terminal features: traffic, distinct cards, and fraud risk from arrived chargebacks.
 
-State (plain JSON-friendly dict):
+State is a dict of named entries (picklable, compact: tuples), one per terminal:
 
-    tx:  [[time_ms, transaction_id, card_token], ...]      sorted by (time, id)
-    cb:  {transaction_id: [transaction_time_ms, [[arrival_ms, chargeback_id, confirmed], ...]]}
+    tx:  [TerminalTx, ...]                        sorted by (time, id)
+    cb:  {transaction_id: Disputed}               the chargebacks each transaction has had
     max: newest event time seen
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from typing import Any
+from typing import Any, NamedTuple
 
 from ml_model.features.definitions import (
     LABEL_DELAY,
@@ -24,19 +24,44 @@ TerminalState = dict[str, Any]
 Features = dict[str, float]
 
 
+class TerminalTx(NamedTuple):
+    time_ms: int
+    tx_id: str
+    card: str | None
+
+
+class Chargeback(NamedTuple):
+    arrival_ms: int  # its event time: when the label became known
+    chargeback_id: str
+    confirmed: bool  # False: the issuer confirmed the transaction genuine
+
+
+class Disputed(NamedTuple):
+    tx_time_ms: int
+    chargebacks: list[Chargeback]
+
+
+def _order(entry: TerminalTx) -> tuple[int, str]:
+    return entry[0], entry[1]
+
+
+def _time(entry: TerminalTx) -> int:
+    return entry[0]
+
+
 def empty_terminal_state() -> TerminalState:
     return {"tx": [], "cb": {}, "max": None}
 
 
-def _confirmed_by(chargebacks: list[list[Any]], t: int) -> bool:
+def _confirmed_by(chargebacks: list[Chargeback], t: int) -> bool:
     """Whether the latest chargeback that had arrived by `t` confirms fraud.
 
     A chargeback sorts before a transaction of the same millisecond, so arrival <= t counts.
     """
-    arrived = [c for c in chargebacks if c[0] <= t]
+    arrived = [c for c in chargebacks if c.arrival_ms <= t]
     if not arrived:
         return False
-    return bool(max(arrived, key=lambda c: (c[0], c[1]))[2])
+    return max(arrived, key=lambda c: (c.arrival_ms, c.chargeback_id)).confirmed
 
 
 # The registry's names of each window's features (ml_model/features/registry.py).
@@ -54,25 +79,25 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     """
     t = event.time_ms
     txs = state["tx"]
-    pos = bisect_left(txs, (t, event.event_id), key=lambda e: (e[0], e[1]))
+    pos = bisect_left(txs, (t, event.event_id), key=_order)
 
     def since(horizon: int) -> int:
         """Index of the first earlier transaction with time > horizon."""
-        return bisect_right(txs, horizon, hi=pos, key=lambda e: e[0])
+        return bisect_right(txs, horizon, hi=pos, key=_time)
 
     features: Features = {}
     starts = {name: since(t - width) for name, width in TERMINAL_WINDOWS.items()}
     for name in TERMINAL_WINDOWS:
         features[_COUNT_FEATURES[name]] = float(pos - starts[name])
     for name in TERMINAL_WINDOWS:
-        cards = {txs[i][2] for i in range(starts[name], pos)}
+        cards = {txs[i].card for i in range(starts[name], pos)}
         features[_CARDS_FEATURES[name]] = float(len(cards))
     # Risk windows hold transactions with t - D - W < time <= t - D.
     delayed_end = since(t - LABEL_DELAY)
     confirmed = [
-        tx_time
-        for tx_time, chargebacks in state["cb"].values()
-        if tx_time <= t - LABEL_DELAY and _confirmed_by(chargebacks, t)
+        disputed.tx_time_ms
+        for disputed in state["cb"].values()
+        if disputed.tx_time_ms <= t - LABEL_DELAY and _confirmed_by(disputed.chargebacks, t)
     ]
     for name, width in TERMINAL_RISK_WINDOWS.items():
         low = t - LABEL_DELAY - width
@@ -85,22 +110,22 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
 def apply_terminal_event(state: TerminalState, event: FeatureEvent) -> None:
     t = event.time_ms
     if event.kind == TRANSACTION:
-        insort(state["tx"], [t, event.event_id, event.card], key=lambda e: (e[0], e[1]))
+        insort(state["tx"], TerminalTx(t, event.event_id, event.card), key=_order)
     elif event.kind == CHARGEBACK and event.transaction_id is not None:
         tx_time = event.transaction_time_ms if event.transaction_time_ms is not None else t
-        entry = state["cb"].setdefault(event.transaction_id, [tx_time, []])
-        if not any(c[1] == event.event_id for c in entry[1]):
-            entry[1].append([t, event.event_id, bool(event.confirmed_fraud)])
+        disputed = state["cb"].setdefault(event.transaction_id, Disputed(tx_time, []))
+        if not any(c.chargeback_id == event.event_id for c in disputed.chargebacks):
+            disputed.chargebacks.append(Chargeback(t, event.event_id, bool(event.confirmed_fraud)))
     state["max"] = t if state["max"] is None else max(state["max"], t)
     _prune(state)
 
 
 def _prune(state: TerminalState) -> None:
     horizon = state["max"] - TERMINAL_RETENTION
-    cut = bisect_left(state["tx"], horizon, key=lambda e: e[0])
+    cut = bisect_left(state["tx"], horizon, key=_time)
     if cut:
         del state["tx"][:cut]
-        stale = [tx_id for tx_id, (tx_time, _) in state["cb"].items() if tx_time < horizon]
+        stale = [tx_id for tx_id, d in state["cb"].items() if d.tx_time_ms < horizon]
         for tx_id in stale:
             del state["cb"][tx_id]
 

@@ -33,7 +33,7 @@ from ml_model.features.definitions import (
     TERMINAL_RETENTION,
 )
 from ml_model.features.events import FeatureEvent
-from processor.engine.state import Changes, EngineState, StateStore
+from processor.engine.state import Changes, EngineState, SeenId, StateStore
 from processor.engine.watermark import advance, combined, epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _stream_order(row: Row) -> tuple[str, int, str, int]:
     return (row["shardId"] or "", len(sequence), sequence, row["subSequenceNumber"] or 0)
 
 
-def _conflict(row: Row, first: tuple[str, int]) -> Row:
+def _conflict(row: Row, first: SeenId) -> Row:
     """A re-sent id with other content: kept as a dead letter, payload as parsed (tokenised)."""
     kept = {k: v for k, v in row.items() if v is not None and not k.startswith("dead_letter")}
     body = json.dumps(kept, default=str, sort_keys=True).encode()
@@ -79,7 +79,7 @@ def _conflict(row: Row, first: tuple[str, int]) -> Row:
         "dead_letter_field": "event_id",
         "dead_letter_detail": (
             f"id {row['dedupe_key']} was first seen with event time "
-            f"{datetime.fromtimestamp(first[1] / 1000, UTC).isoformat()} and another payload"
+            f"{datetime.fromtimestamp(first.event_ms / 1000, UTC).isoformat()} and another payload"
         ),
         "raw_payload_masked": body,
     }
@@ -130,12 +130,12 @@ class FeatureEngine:
             moment = epoch_ms(row["event_time"])
             first = state.seen.get(key)
             if first is not None:
-                if first[0] == row["payload_digest"]:
+                if first.payload_digest == row["payload_digest"]:
                     result.duplicates += 1
                 else:
                     result.dead_letters.append(_conflict(row, first))
                 continue
-            state.seen[key] = self._changes.seen[key] = (row["payload_digest"], moment)
+            state.seen[key] = self._changes.seen[key] = SeenId(row["payload_digest"], moment)
             self._schedule("seen", key, moment + self.settings.dedupe_retention_ms)
             lateness = None if watermark is None else watermark - moment
             row["late"] = lateness is not None and lateness >= 0
@@ -207,7 +207,7 @@ class FeatureEngine:
             for kind, key in self._expiry.pop(bucket):
                 if kind == "seen":
                     entry = state.seen.get(key)
-                    if entry and entry[1] + self.settings.dedupe_retention_ms < watermark:
+                    if entry and entry.event_ms + self.settings.dedupe_retention_ms < watermark:
                         del state.seen[key]
                         self._changes.seen[key] = None
                     continue

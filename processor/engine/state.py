@@ -17,8 +17,9 @@ import logging
 import pickle
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from config.exceptions import StateFormatError
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine.watermark import ShardMark
 
@@ -31,6 +32,13 @@ RETAINED_BATCHES = 100
 SNAPSHOT, CHANGES = ".snapshot", ".changes"
 
 
+class SeenId(NamedTuple):
+    """An event id the dedupe has seen: its payload's digest and its event time."""
+
+    payload_digest: str
+    event_ms: int
+
+
 @dataclass
 class EngineState:
     """Everything a batch's decisions depend on besides its own input."""
@@ -39,7 +47,7 @@ class EngineState:
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     terminals: dict[str, dict[str, Any]] = field(default_factory=dict)
     # dedupe key ("transaction:<id>") -> (payload digest, event time ms) of its first copy
-    seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+    seen: dict[str, SeenId] = field(default_factory=dict)
     shards: dict[str, ShardMark] = field(default_factory=dict)
 
 
@@ -49,7 +57,7 @@ class Changes:
 
     cards: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     terminals: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    seen: dict[str, tuple[str, int] | None] = field(default_factory=dict)
+    seen: dict[str, SeenId | None] = field(default_factory=dict)
 
 
 def apply_changes(state: EngineState, changes: Changes) -> None:
@@ -65,12 +73,26 @@ def apply_changes(state: EngineState, changes: Changes) -> None:
                 table[key] = value  # type: ignore[assignment]
 
 
+# Each file starts with the format it was written in. Format 2: named state entries
+# (ml_model/features CardTx, TerminalTx, ...; SeenId). Files of format 1 (no marker, positional
+# lists) cannot be read: start a new checkpoint with --resume-from-lake.
+FORMAT = b"engine-state/2\n"
+
+
 def _dump(value: Any) -> bytes:
-    return zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return FORMAT + zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
-def _load(body: bytes) -> Any:
-    return pickle.loads(zlib.decompress(body))  # noqa: S301 - our own checkpoint files
+def _load(body: bytes, name: str) -> Any:
+    if not body.startswith(FORMAT):
+        marked = body.startswith(b"engine-state/") and b"\n" in body[:32]
+        written = body[: body.find(b"\n")].decode(errors="replace") if marked else "format 1"
+        raise StateFormatError(
+            f"engine state {name} is in {written!r}, this version reads "
+            f"{FORMAT.decode().strip()!r}: move the checkpoint away and restart with "
+            "--resume-from-lake (README: Recovering from a crash loop)"
+        )
+    return pickle.loads(zlib.decompress(body[len(FORMAT) :]))  # noqa: S301 - our checkpoint
 
 
 @dataclass
@@ -84,10 +106,12 @@ class StateStore:
         snapshots = [b for b in self.files.batch_ids(FOLDER, SNAPSHOT) if b <= as_of]
         state = EngineState()
         if snapshots:
-            state = _load(self.files.get(f"{FOLDER}/{snapshots[-1]}{SNAPSHOT}"))
+            name = f"{FOLDER}/{snapshots[-1]}{SNAPSHOT}"
+            state = _load(self.files.get(name), name)
         changes = [b for b in self.files.batch_ids(FOLDER, CHANGES) if state.batch_id < b <= as_of]
         for batch in changes:
-            batch_changes, shards = _load(self.files.get(f"{FOLDER}/{batch}{CHANGES}"))
+            name = f"{FOLDER}/{batch}{CHANGES}"
+            batch_changes, shards = _load(self.files.get(name), name)
             apply_changes(state, batch_changes)
             state.shards = shards
             state.batch_id = batch
