@@ -79,6 +79,15 @@ class CheckpointFiles:
             return body
         return (Path(self.checkpoint_location) / name).read_bytes()
 
+    def exists(self, name: str) -> bool:
+        s3 = self._s3()
+        if s3 is not None:
+            client, bucket, prefix = s3
+            key = f"{prefix}/{name}".lstrip("/")
+            listing = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+            return any(item["Key"] == key for item in listing.get("Contents", []))
+        return (Path(self.checkpoint_location) / name).is_file()
+
     def put(self, name: str, body: bytes) -> None:
         s3 = self._s3()
         if s3 is not None:

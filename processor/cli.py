@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         "holds, instead of at --starting-position; ignored when the checkpoint has progress",
     )
     parser.add_argument(
+        "--bootstrap-from",
+        default=None,
+        metavar="LAKE|FILE.jsonl|FILE.parquet",
+        help="on a new checkpoint, build the card and terminal feature state from this history "
+        "(a lake folder, contract JSONL or lake-shaped Parquet) before the first batch; ignored "
+        "when the checkpoint has progress",
+    )
+    parser.add_argument(
         "--source-option",
         type=_key_value,
         action="append",

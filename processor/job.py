@@ -31,10 +31,12 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the project
 from config.cli import configure_logging, probe_endpoint, run_cli
 from config.exceptions import FraudPipelineError
 from processor.alerts import AlertWriter
+from processor.card_tokens import load_key
 from processor.checkpoint_files import CheckpointFiles
 from processor.cli import parse_args, settings_from_args
 from processor.dev_token_key import ensure_token_key
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
+from processor.engine.bootstrap import bootstrap_state, history_events
 from processor.kinesis_source import register
 from processor.metrics import ProgressMetrics
 from processor.parse import parse_records
@@ -88,6 +90,28 @@ def resume_options(spark: SparkSession, settings: Settings) -> dict[str, str]:
     positions = lake_positions(spark, settings.processor.lake_path)
     logger.info("new checkpoint: resuming after the lake's last records %s", positions)
     return {"startingSequenceNumbers": json.dumps(positions)} if positions else {}
+
+
+def bootstrap_checkpoint(spark: SparkSession, settings: Settings, source: str) -> bool:
+    """Warm start (processor/engine/bootstrap.py): on a checkpoint without progress, save the
+    feature state `source`'s history leaves. False when the checkpoint already has one or
+    has progress (then the flag is ignored)."""
+    checkpoint = settings.processor.checkpoint_location
+    store = StateStore(checkpoint_files(settings))
+    if checkpoint_has_progress(spark, checkpoint) or store.has_bootstrap():
+        logger.info("--bootstrap-from ignored: checkpoint %s has progress or state", checkpoint)
+        return False
+    key = load_key(settings.processor.tokenization_key_env)
+    state = bootstrap_state(history_events(source, key, spark))
+    written = store.save_bootstrap(state)
+    logger.info(
+        "warm start from %s: %d cards, %d terminals (%d bytes)",
+        source,
+        len(state.cards),
+        len(state.terminals),
+        written,
+    )
+    return True
 
 
 def checkpoint_files(settings: Settings) -> CheckpointFiles:
@@ -213,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = dict(args.source_option)
         if args.resume_from_lake:
             extra.update(resume_options(spark, settings))
+        if args.bootstrap_from:
+            bootstrap_checkpoint(spark, settings, args.bootstrap_from)
         records = ingest(spark, settings, extra)
         query = write(transform(records, settings), settings, writer, args.available_now)
     except FraudPipelineError:

@@ -30,6 +30,7 @@ SNAPSHOT_EVERY = 50
 # Files kept behind the newest snapshot, as Spark keeps its own logs.
 RETAINED_BATCHES = 100
 SNAPSHOT, CHANGES = ".snapshot", ".changes"
+BOOTSTRAP = f"{FOLDER}/bootstrap{SNAPSHOT}"  # a warm start's state, before batch 0
 
 
 class SeenId(NamedTuple):
@@ -108,6 +109,8 @@ class StateStore:
         if snapshots:
             name = f"{FOLDER}/{snapshots[-1]}{SNAPSHOT}"
             state = _load(self.files.get(name), name)
+        elif self.files.exists(BOOTSTRAP):  # warm start: the state history left (batch -1)
+            state = _load(self.files.get(BOOTSTRAP), BOOTSTRAP)
         changes = [b for b in self.files.batch_ids(FOLDER, CHANGES) if state.batch_id < b <= as_of]
         for batch in changes:
             name = f"{FOLDER}/{batch}{CHANGES}"
@@ -127,6 +130,16 @@ class StateStore:
             len(changes),
         )
         return state
+
+    def save_bootstrap(self, state: EngineState) -> int:
+        """Record a warm start: the state batch 0 starts from. Returns the bytes written."""
+        state.batch_id = -1
+        body = _dump(state)
+        self.files.put(BOOTSTRAP, body)
+        return len(body)
+
+    def has_bootstrap(self) -> bool:
+        return self.files.exists(BOOTSTRAP)
 
     def save(self, state: EngineState, changes: Changes) -> int:
         """Record the end of batch `state.batch_id`; returns the bytes written."""
