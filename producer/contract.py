@@ -10,7 +10,9 @@ instead carry that token and the last four digits (`card_token` + `card_last4`):
 verdict from the alert console knows the card only by them (docs/decisions/0011).
 
 The ground truth (`label.is_fraud`, `label.fraud_scenario`) travels beside the event for
-evaluation only; `FEATURE_FORBIDDEN_FIELDS` names what no feature may read.
+evaluation only; `FEATURE_FORBIDDEN_FIELDS` names what no feature may read. A scenario is any
+short printable name (`SCENARIO_PATTERN`): outside data names its fraud its own way, and the
+generator's six names (`FRAUD_SCENARIOS`) are just the ones it uses.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ CURRENCIES: Final = frozenset(
 )
 CHANNELS: Final = frozenset({"pos", "ecom", "atm", "contactless"})
 AUTH_METHODS: Final = frozenset({"password", "otp", "biometric"})
+# The generator's scenario names (producer.generator.SCENARIO_NAMES). The contract does not
+# restrict a label's scenario to them: see SCENARIO_PATTERN.
 FRAUD_SCENARIOS: Final = (
     "card_testing",
     "atm_cashout_abroad",
@@ -44,6 +48,8 @@ FRAUD_SCENARIOS: Final = (
     "amount_anomaly",
     "structuring",
 )
+# A label's scenario: 1-64 characters, none of them a control character, not all blank.
+SCENARIO_PATTERN: Final = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,64}$"
 MAX_AMOUNT: Final = 1_000_000.0
 # An event_time further ahead of the reference clock than this is rejected.
 MAX_FUTURE_SKEW: Final = timedelta(days=1)
@@ -96,7 +102,7 @@ class FieldSpec:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
-    pattern: str | None = None
+    pattern: str | None = None  # the whole value must match
     sensitive: bool = False
     description: str = ""
 
@@ -146,9 +152,8 @@ EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
             "amount",
             float,
             minimum=0.0,
-            exclusive_minimum=True,
             maximum=MAX_AMOUNT,
-            description="Amount in `currency`, major units.",
+            description="Amount in `currency`, major units; 0 is a verification (no charge).",
         ),
         FieldSpec("currency", str, allowed=CURRENCIES),
         FieldSpec("merchant_id", str, pattern=_ID),
@@ -187,7 +192,7 @@ EVENT_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
 
 LABEL_FIELDS: Final[tuple[FieldSpec, ...]] = (
     FieldSpec("is_fraud", bool),
-    FieldSpec("fraud_scenario", str, nullable=True, allowed=frozenset(FRAUD_SCENARIOS)),
+    FieldSpec("fraud_scenario", str, nullable=True, pattern=SCENARIO_PATTERN),
 )
 
 SENSITIVE_FIELDS: Final = frozenset(
@@ -285,6 +290,10 @@ def excerpt(value: Any) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
 
 
+def _negative_zero(value: float) -> bool:
+    return value == 0 and math.copysign(1.0, value) < 0
+
+
 def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
     if spec.name not in event:
         if spec.required:
@@ -312,8 +321,10 @@ def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
             spec.name,
             f"{spec.name!r} must be {spec.type.__name__}, got {type(value).__name__}",
         )
+    # -0.0 == 0.0, but its sign says it was negated (a negative amount that rounded to zero).
     if spec.minimum is not None and (
-        value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)
+        value < spec.minimum
+        or (value == spec.minimum and (spec.exclusive_minimum or _negative_zero(value)))
     ):
         bound = ">" if spec.exclusive_minimum else ">="
         return Invalid(
@@ -325,7 +336,8 @@ def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
         return Invalid(
             REASON_INVALID_VALUE, spec.name, f"{spec.name!r} has unknown value {excerpt(value)}"
         )
-    if spec.pattern is not None and not re.match(spec.pattern, value):
+    # fullmatch: `$` alone would let a trailing newline through ("tx-000001\n").
+    if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
         return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} is malformed")
     return None
 

@@ -71,7 +71,9 @@ def test_auth_and_chargeback_are_valid() -> None:
     ("event", "reason", "field"),
     [
         (transaction(amount=-3.0), c.REASON_OUT_OF_RANGE, "amount"),
-        (transaction(amount=0), c.REASON_OUT_OF_RANGE, "amount"),
+        (transaction(amount=-0.01), c.REASON_OUT_OF_RANGE, "amount"),
+        (transaction(amount=-0.0), c.REASON_OUT_OF_RANGE, "amount"),
+        (transaction(amount=c.MAX_AMOUNT + 0.01), c.REASON_OUT_OF_RANGE, "amount"),
         (transaction(amount="12.00"), c.REASON_WRONG_TYPE, "amount"),
         (transaction(amount=True), c.REASON_WRONG_TYPE, "amount"),
         (transaction(currency="XYZ"), c.REASON_INVALID_VALUE, "currency"),
@@ -81,6 +83,7 @@ def test_auth_and_chargeback_are_valid() -> None:
         (transaction(event_type="refund"), c.REASON_UNKNOWN_EVENT_TYPE, "event_type"),
         (transaction(event_time="yesterday"), c.REASON_INVALID_VALUE, "event_time"),
         (transaction(label={"is_fraud": "no"}), c.REASON_WRONG_TYPE, "label.is_fraud"),
+        (transaction(transaction_id="tx-000001\n"), c.REASON_INVALID_VALUE, "transaction_id"),
     ],
 )
 def test_invalid_events_name_reason_and_field(
@@ -153,3 +156,61 @@ def test_card_number_is_the_sensitive_field_and_labels_are_feature_forbidden() -
     assert c.SENSITIVE_FIELDS == {"card_number"}
     assert "label" in c.FEATURE_FORBIDDEN_FIELDS
     assert c.event_id(transaction()) == "tx-000001"
+
+
+@pytest.mark.parametrize("amount", [0, 0.0, 0.01, c.MAX_AMOUNT])
+def test_zero_amount_verifications_are_valid(amount: float) -> None:
+    assert c.validate_event(transaction(amount=amount)) is None
+    assert c.parse_payload(c.encode_event(transaction(amount=amount)))[1] is None
+
+
+def test_a_negated_amount_is_out_of_range_even_at_zero() -> None:
+    """The generator's negative_amount anomaly (-abs(amount)) keeps its reason at any amount."""
+    for amount in (0.0, 12.5):
+        payload = c.encode_event(transaction(amount=-abs(amount)))
+        problem = c.parse_payload(payload)[1]
+        assert problem is not None
+        assert (problem.reason, problem.field) == (c.REASON_OUT_OF_RANGE, "amount")
+
+
+def labelled(scenario: Any, is_fraud: bool = True) -> dict[str, Any]:
+    return transaction(label={"is_fraud": is_fraud, "fraud_scenario": scenario})
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        *c.FRAUD_SCENARIOS,
+        "skimming",
+        "Friendly fraud / first-party",
+        "bust-out #3",
+        "carte clonée",
+        "x",
+        "s" * 64,
+        None,
+    ],
+)
+def test_a_label_scenario_is_any_short_printable_name(scenario: str | None) -> None:
+    assert c.validate_event(labelled(scenario)) is None
+
+
+@pytest.mark.parametrize(
+    ("scenario", "reason"),
+    [
+        ("", c.REASON_INVALID_VALUE),
+        ("   ", c.REASON_INVALID_VALUE),
+        ("s" * 65, c.REASON_INVALID_VALUE),
+        ("card\ntesting", c.REASON_INVALID_VALUE),
+        ("card_testing\n", c.REASON_INVALID_VALUE),
+        ("tab\there", c.REASON_INVALID_VALUE),
+        ("nul\x00", c.REASON_INVALID_VALUE),
+        (7, c.REASON_WRONG_TYPE),
+        (["card_testing"], c.REASON_WRONG_TYPE),
+    ],
+)
+def test_a_label_scenario_that_is_not_a_short_printable_name_is_rejected(
+    scenario: Any, reason: str
+) -> None:
+    problem = c.validate_event(labelled(scenario))
+    assert problem is not None
+    assert (problem.reason, problem.field) == (reason, "label.fraud_scenario")
