@@ -509,6 +509,11 @@ def test_the_cli_refuses_to_start_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("FRAUD_CONSOLE_TOKEN", raising=False)
+
+    def started(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the console started serving")
+
+    monkeypatch.setattr(uvicorn, "run", started)
     assert run_cli(console_main, argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
