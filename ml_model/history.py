@@ -5,7 +5,8 @@
 - the Delta lake the processor writes (transactions, auth_events, labels tables).
 
 Card numbers are replaced by a one-way id as soon as an event is read; training needs only a
-stable id per card, never the PAN.
+stable id per card, never the PAN. A `DropCount` passed to the loaders counts the lines read
+and the ones the contract rejected, by reason, for training's --max-dropped-share.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +24,30 @@ import pandas as pd
 
 from config.exceptions import ContractError
 from ml_model.features.events import FEATURE_INPUTS
-from producer.contract import ID_FIELD, parse_event_time, parse_payload
+from producer.contract import ID_FIELD, Invalid, parse_event_time, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
 
 logger = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = (*FEATURE_INPUTS, "label_is_fraud", "label_fraud_scenario")
 _LAKE_TABLES = ("transactions", "auth_events", "labels")
+
+
+@dataclass
+class DropCount:
+    """Lines (events) a history source held, and those dropped by reason ("out_of_range amount")."""
+
+    lines: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.reasons.values())
+
+
+def reason_of(problem: Invalid) -> str:
+    """A rejection's reason code and field, the key `DropCount.reasons` counts by."""
+    return f"{problem.reason} {problem.field}" if problem.field else problem.reason
 
 
 def card_id(pan: str) -> str:
@@ -60,15 +80,17 @@ def generated_history(options: GeneratorOptions) -> pd.DataFrame:
     return _frame(_row(json.loads(record.data)) for record in generator.records())
 
 
-def _jsonl_events(path: Path) -> Iterator[dict[str, Any]]:
+def _jsonl_events(path: Path, drops: DropCount) -> Iterator[dict[str, Any]]:
     bad = 0
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
+            drops.lines += 1
             event, problem = parse_payload(line)
             if problem is not None or event is None:
                 bad += 1
+                drops.reasons[reason_of(problem) if problem else "unparseable"] += 1
                 if bad <= 5:
                     logger.warning("%s line %d skipped: %s", path, number, problem)
                 continue
@@ -77,10 +99,12 @@ def _jsonl_events(path: Path) -> Iterator[dict[str, Any]]:
         logger.warning("%s: %d invalid lines skipped", path, bad)
 
 
-def jsonl_history(path: Path) -> pd.DataFrame:
+def jsonl_history(path: Path, drops: DropCount | None = None) -> pd.DataFrame:
     if not path.exists():
         raise ContractError(f"--history {path}: no such file")
-    frame = _frame(_row(event) for event in _jsonl_events(path))
+    frame = _frame(
+        _row(event) for event in _jsonl_events(path, drops if drops is not None else DropCount())
+    )
     if frame.empty:
         raise ContractError(f"--history {path}: no valid events in the file")
     return frame
@@ -108,16 +132,26 @@ def delta_history(lake_path: str) -> pd.DataFrame:
     return history.sort_values("event_time", kind="stable", ignore_index=True)
 
 
-def load_history(source: str | None, options: GeneratorOptions) -> tuple[pd.DataFrame, str]:
-    """(history, description): generated when `source` is None, else a JSONL file or a lake."""
+def load_history(
+    source: str | None, options: GeneratorOptions, drops: DropCount | None = None
+) -> tuple[pd.DataFrame, str]:
+    """(history, description): generated when `source` is None, else a JSONL file or a lake.
+
+    `drops` counts the lines read and rejected (a JSONL file; the other sources drop nothing).
+    """
+    drops = drops if drops is not None else DropCount()
     if source is None:
-        return generated_history(options), f"generated (seed {options.seed})"
-    path = Path(source)
-    if source.startswith(("s3://", "s3a://")) or (
-        path.is_dir() and (path / _LAKE_TABLES[0]).exists()
-    ):
-        return delta_history(source), f"Delta lake {source}"
-    return jsonl_history(path), f"JSONL {source}"
+        history, description = generated_history(options), f"generated (seed {options.seed})"
+    else:
+        path = Path(source)
+        if source.startswith(("s3://", "s3a://")) or (
+            path.is_dir() and (path / _LAKE_TABLES[0]).exists()
+        ):
+            history, description = delta_history(source), f"Delta lake {source}"
+        else:
+            return jsonl_history(path, drops), f"JSONL {source}"
+    drops.lines += len(history)
+    return history, description
 
 
 def event_ids(frame: pd.DataFrame) -> pd.Series:

@@ -6,8 +6,14 @@ Without --history it generates labelled history with the producer's generator. F
 from ml_model.features (the module the stream runs); the split is by time: warm-up days (state
 still filling) are dropped, then train, a gap (labels of the last training days would not have
 arrived yet in production), validation (where the threshold is chosen by the stated policy) and
-test (where every metric is measured, for the model and for an amount-only baseline).
+test (where every metric is measured, for the model and for an amount-only baseline). Instead of
+day counts the periods can be given as UTC dates (--train-start ... --test-end); the test period
+then starts at least the label delay after the training period ends.
 Besides the model and its card it writes an HTML report of the test split (ml_model/report).
+
+Lines of history that training cannot use (rejected by the contract, or transactions without a
+label) are dropped with a warning naming the count and the top reasons; more than
+--max-dropped-share of them fails the run.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
@@ -27,13 +33,15 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
-from config.exceptions import ModelError
+from config.exceptions import ConfigError, ModelError
 from config.settings import Settings
 from ml_model.artifacts import ModelCard, write_artifacts
 from ml_model.evaluation import evaluate, format_comparison
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
+from ml_model.features.definitions import DAY as DAY_MS
+from ml_model.features.definitions import LABEL_DELAY
 from ml_model.features.registry import describe
-from ml_model.history import load_history
+from ml_model.history import DropCount, load_history
 from ml_model.report import training_report_data, write_report
 from ml_model.threshold import OPTION, ThresholdPolicy, choose_threshold, parse_policy
 from producer.generator import GeneratorOptions
@@ -43,6 +51,12 @@ logger = logging.getLogger("ml_model.train")
 
 DEFAULT_POLICY = "alert_rate=0.01"
 DAY = timedelta(days=1)
+# Days the features wait for a label (a chargeback); the test period starts at least this many
+# whole days after the last training day, so every training label has arrived by then.
+LABEL_DELAY_DAYS = LABEL_DELAY // DAY_MS
+DEFAULT_MAX_DROPPED_SHARE = 0.01
+MISSING_LABEL = "missing label"
+TOP_REASONS = 5
 
 
 @dataclass(frozen=True)
@@ -53,8 +67,46 @@ class Split:
     test_days: int = 7
 
 
+@dataclass(frozen=True)
+class DateSplit:
+    """Explicit UTC day ranges, both ends inclusive; history before `train` warms features up."""
+
+    train: tuple[date, date]
+    validation: tuple[date, date]
+    test: tuple[date, date]
+
+
+def unlabelled_transactions(history: pd.DataFrame) -> int:
+    """Transactions without a label (`training_frame` drops them): neither fraud nor genuine."""
+    tx = history[history["event_type"] == "transaction"].drop_duplicates("transaction_id")
+    return int(tx["label_is_fraud"].isna().sum())
+
+
+def check_dropped(drops: DropCount, max_share: float) -> None:
+    """Warn about dropped lines (count, top reasons); more than `max_share` is a ConfigError."""
+    if not drops.dropped:
+        return
+    share = drops.dropped / max(drops.lines, 1)
+    top = ", ".join(
+        f"{reason} ({count:,})" for reason, count in drops.reasons.most_common(TOP_REASONS)
+    )
+    message = (
+        f"{drops.dropped:,} of {drops.lines:,} history lines dropped ({share:.2%}); "
+        f"top reasons: {top}"
+    )
+    logger.warning(message)
+    if share > max_share:
+        raise ConfigError(
+            f"{message}; that is more than --max-dropped-share {max_share:g}: fix the data, "
+            "or raise --max-dropped-share to train on the rest"
+        )
+
+
 def training_frame(history: pd.DataFrame) -> pd.DataFrame:
-    """One row per transaction: features (shared module) + label, card, time, scenario."""
+    """One row per labelled transaction: features (shared module) + label, card, time, scenario.
+
+    Unlabelled transactions still feed the features of the others but get no row.
+    """
     events = [from_row(row) for row in history.to_dict("records")]
     features = compute_features(events)
     tx = history[history["event_type"] == "transaction"].drop_duplicates("transaction_id")
@@ -62,12 +114,15 @@ def training_frame(history: pd.DataFrame) -> pd.DataFrame:
         ["transaction_id", "card_token", "event_time", "label_is_fraud", "label_fraud_scenario"]
     ].rename(columns={"card_token": "card", "label_fraud_scenario": "fraud_scenario"})
     frame = features.merge(labels, on="transaction_id", how="inner", validate="one_to_one")
-    frame["is_fraud"] = frame.pop("label_is_fraud").fillna(False).astype(bool)
+    frame = frame[frame["label_is_fraud"].notna()].copy()
+    frame["is_fraud"] = frame.pop("label_is_fraud").astype(bool)
     return frame.sort_values(["event_time", "transaction_id"], ignore_index=True)
 
 
-def split_by_time(frame: pd.DataFrame, split: Split) -> dict[str, pd.DataFrame]:
+def split_by_time(frame: pd.DataFrame, split: Split | DateSplit) -> dict[str, pd.DataFrame]:
     """Contiguous day ranges, oldest first; the test period is the last `test_days`."""
+    if isinstance(split, DateSplit):
+        return split_by_dates(frame, split)
     days = frame["event_time"].dt.floor("D")
     first, last = days.min(), days.max()
     test_start = last - (split.test_days - 1) * DAY
@@ -87,6 +142,46 @@ def split_by_time(frame: pd.DataFrame, split: Split) -> dict[str, pd.DataFrame]:
         if not part["is_fraud"].any():
             raise ModelError(f"the {name} period has no fraud: generate more history (--days)")
     return {name: part.reset_index(drop=True) for name, part in parts.items()}
+
+
+def split_by_dates(frame: pd.DataFrame, split: DateSplit) -> dict[str, pd.DataFrame]:
+    """The rows of each explicit day range; each must hold transactions and fraud."""
+    days = frame["event_time"].dt.floor("D")
+    first, last = days.min().date(), days.max().date()
+    parts: dict[str, pd.DataFrame] = {}
+    for name, (start, end) in vars(split).items():
+        part = frame[(days >= _utc(start)) & (days <= _utc(end))]
+        options = f"--{name}-start/--{name}-end {start}..{end}"
+        if part.empty:
+            raise ModelError(
+                f"the {name} period ({options}) has no transactions; the history spans "
+                f"{first}..{last}"
+            )
+        if not part["is_fraud"].any():
+            raise ModelError(f"the {name} period ({options}) has no fraud: widen it")
+        parts[name] = part.reset_index(drop=True)
+    return parts
+
+
+def _utc(day: date) -> pd.Timestamp:
+    return pd.Timestamp(day.isoformat(), tz="UTC")
+
+
+def warn_short_warmup(frame: pd.DataFrame, split: Split | DateSplit, warmup_days: int) -> None:
+    """With dates, say so when less than `warmup_days` of history precede the training days."""
+    if not isinstance(split, DateSplit):
+        return
+    first = frame["event_time"].min().date()
+    warmup = (split.train[0] - first).days
+    if warmup < warmup_days:
+        logger.warning(
+            "only %d day(s) of history before --train-start %s (history starts %s): the "
+            "features' state of the first training days is still filling (--warmup-days %d)",
+            max(warmup, 0),
+            split.train[0],
+            first,
+            warmup_days,
+        )
 
 
 def window(part: pd.DataFrame) -> dict[str, str]:
@@ -126,8 +221,9 @@ def train(
     history: pd.DataFrame,
     policy: ThresholdPolicy,
     review_band: float,
-    split: Split = Split(),
+    split: Split | DateSplit = Split(),
     seed: int = 0,
+    warmup_days: int = Split.warmup_days,
 ) -> tuple[HistGradientBoostingClassifier, ModelCard, str, pd.DataFrame]:
     """(model, card, printable comparison, test split scored) from a history frame.
 
@@ -135,6 +231,7 @@ def train(
     scores with (`baseline_score`), and the label columns; the training report draws from it.
     """
     frame = training_frame(history)
+    warn_short_warmup(frame, split, warmup_days)
     parts = split_by_time(frame, split)
     model = fit(parts["train"], seed)
 
@@ -185,6 +282,36 @@ def _policy(text: str) -> ThresholdPolicy:
         raise argparse.ArgumentTypeError(message) from exc
 
 
+SPLIT_HELP = f"""\
+By day counts: warm-up, train, gap, validation, test; the test period is the history's last
+days. Or by UTC dates (ISO, both ends inclusive): --train-start, --train-end, --test-start
+and --test-end together replace the counts, and history before --train-start only warms the
+features up. The test period starts at least the label delay ({LABEL_DELAY_DAYS} days) after
+the last training day (--test-start >= --train-end + {LABEL_DELAY_DAYS + 1} days), so every
+training label has arrived. Validation lies in between: the last --validation-days days
+before --test-start, unless --validation-start and --validation-end place it (after
+--train-end, before --test-start).
+"""
+
+
+def _utc_day(text: str) -> date:
+    """A date option for argparse: an ISO date (a UTC day); anything else names the option."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("ml_model.train", __doc__)
     parser.add_argument(
@@ -214,29 +341,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--fraud-rate", type=float, default=0.01, help="share of fraud in generated history"
     )
     parser.add_argument("--seed", type=int, default=1234, help="generator and model seed")
-    parser.add_argument(
+    split = parser.add_argument_group("time split", SPLIT_HELP)
+    split.add_argument(
         "--warmup-days",
         type=int,
         default=Split.warmup_days,
-        help="first days dropped while the features' state fills",
+        help="first days dropped while the features' state fills (with dates: a warning when "
+        "fewer days precede --train-start)",
     )
-    parser.add_argument(
+    split.add_argument(
         "--gap-days",
         type=int,
         default=Split.gap_days,
-        help="days between training and validation (labels arrive late)",
+        help="days between training and validation (labels arrive late; ignored with dates)",
     )
-    parser.add_argument(
+    split.add_argument(
         "--validation-days",
         type=int,
         default=Split.validation_days,
-        help="days on which the threshold is chosen",
+        help="days on which the threshold is chosen (with dates: the days just before "
+        "--test-start, unless --validation-start/--validation-end)",
     )
-    parser.add_argument(
+    split.add_argument(
         "--test-days",
         type=int,
         default=Split.test_days,
-        help="last days, where metrics are measured",
+        help="last days, where metrics are measured (ignored with dates)",
+    )
+    for period, what in (
+        ("train", "the model is fitted on"),
+        ("validation", "the threshold is chosen on"),
+        ("test", "metrics are measured on"),
+    ):
+        split.add_argument(
+            f"--{period}-start",
+            type=_utc_day,
+            default=None,
+            metavar="DATE",
+            help=f"first UTC day {what} (YYYY-MM-DD)",
+        )
+        split.add_argument(
+            f"--{period}-end",
+            type=_utc_day,
+            default=None,
+            metavar="DATE",
+            help=f"last UTC day {what}, inclusive",
+        )
+    parser.add_argument(
+        "--max-dropped-share",
+        type=_share,
+        default=DEFAULT_MAX_DROPPED_SHARE,
+        metavar="SHARE",
+        help="largest share of history lines that may be dropped (rejected by the contract, or "
+        "transactions without a label) before the run fails; every drop is a warning",
     )
     parser.add_argument(
         "--report-dir",
@@ -251,7 +408,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    """The options, with `args.split` (a Split or a DateSplit) checked; bad ones exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.split = split_of(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def split_of(args: argparse.Namespace) -> Split | DateSplit:
+    """The split the options ask for; inconsistent dates are a ConfigError naming an option."""
+    given = {
+        name: getattr(args, name.replace("-", "_"))
+        for name in ("train-start", "train-end", "test-start", "test-end")
+    }
+    validation = (args.validation_start, args.validation_end)
+    if not any(given.values()) and validation == (None, None):
+        return Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
+    missing = [f"--{name}" for name, value in given.items() if value is None]
+    if missing:
+        raise ConfigError(
+            f"argument {missing[0]}: the dates --train-start, --train-end, --test-start and "
+            f"--test-end go together; missing {', '.join(missing)}"
+        )
+    train = (args.train_start, args.train_end)
+    test = (args.test_start, args.test_end)
+    _ordered("train", train)
+    _ordered("test", test)
+    between = (test[0] - train[1]).days - 1
+    if between < LABEL_DELAY_DAYS:
+        raise ConfigError(
+            f"argument --test-start: must be at least the label delay ({LABEL_DELAY_DAYS} days) "
+            f"after --train-end {train[1]}, so that every training label has arrived: "
+            f"{train[1] + (LABEL_DELAY_DAYS + 1) * DAY} or later, got {test[0]}"
+        )
+    if validation == (None, None):
+        if args.validation_days < 1:
+            raise ConfigError(
+                f"argument --validation-days: must be > 0, got {args.validation_days}"
+            )
+        validation = (test[0] - args.validation_days * DAY, test[0] - DAY)
+        if validation[0] <= train[1]:
+            raise ConfigError(
+                f"argument --validation-days: {args.validation_days} days before --test-start "
+                f"{test[0]} reach back into the training days; give fewer, or "
+                "--validation-start/--validation-end"
+            )
+    elif None in validation:
+        name = "--validation-end" if validation[1] is None else "--validation-start"
+        raise ConfigError(f"argument {name}: --validation-start and --validation-end go together")
+    else:
+        _ordered("validation", validation)
+        if validation[0] <= train[1] or validation[1] >= test[0]:
+            raise ConfigError(
+                f"argument --validation-start: the validation days {validation[0]}.."
+                f"{validation[1]} must lie after --train-end {train[1]} and before "
+                f"--test-start {test[0]}"
+            )
+    return DateSplit(train=train, validation=validation, test=test)
+
+
+def _ordered(period: str, days: tuple[date, date]) -> None:
+    if days[1] < days[0]:
+        raise ConfigError(
+            f"argument --{period}-end: {days[1]} is before --{period}-start {days[0]}"
+        )
 
 
 def generator_options(args: argparse.Namespace) -> GeneratorOptions:
@@ -283,11 +506,20 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     output = args.output or settings.model.path
     if any(str(path).startswith(("s3://", "s3a://")) for path in (output, args.history or "")):
         probe_endpoint(settings.aws)  # before minutes of training, not after
-    history, source = load_history(args.history, generator_options(args))
+    drops = DropCount()
+    history, source = load_history(args.history, generator_options(args), drops)
     print(f"history: {source}, {len(history):,} events", flush=True)
-    split = Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
+    unlabelled = unlabelled_transactions(history)
+    if unlabelled:
+        drops.reasons[MISSING_LABEL] += unlabelled
+    check_dropped(drops, args.max_dropped_share)
     model, card, report, test_scored = train(
-        history, args.threshold_policy, settings.model.review_band, split, args.seed
+        history,
+        args.threshold_policy,
+        settings.model.review_band,
+        args.split,
+        args.seed,
+        args.warmup_days,
     )
     write_artifacts(output, model, card, settings.aws)
     print(f"policy: {args.threshold_policy.describe()} -> threshold {card.threshold:.4f}")
