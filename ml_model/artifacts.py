@@ -58,6 +58,10 @@ class ModelCard:
     library_versions: dict[str, str] = field(default_factory=dict)
     # From the feature registry: what each input means, for whoever reads the card or an alert.
     feature_descriptions: dict[str, str] = field(default_factory=dict)
+    # Quantile bins of each feature (training split) and of the score (under "fraud_score"),
+    # as `ml_model.drift.Bins.as_dict()`: the stream's PSI is measured against them. Empty in
+    # a card written before drift was monitored.
+    drift_reference: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

@@ -36,6 +36,7 @@ from config.cli import configure_logging, load_settings, new_parser, probe_endpo
 from config.exceptions import ConfigError, ModelError
 from config.settings import Settings
 from ml_model.artifacts import ModelCard, write_artifacts
+from ml_model.drift import reference_distributions
 from ml_model.evaluation import evaluate, format_comparison
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
 from ml_model.features.definitions import DAY as DAY_MS
@@ -268,6 +269,11 @@ def train(
         baseline_metrics=baseline,
         library_versions={lib: version(lib) for lib in ("scikit-learn", "numpy", "pandas")},
         feature_descriptions={name: describe(name) for name in FEATURE_NAMES},
+        # Features as the model was fitted on them; the score on data it never saw (the test
+        # split), since in-sample scores are more confident than any stream's.
+        drift_reference=reference_distributions(
+            parts["train"][list(FEATURE_NAMES)], test_scored["score"]
+        ),
     )
     report = format_comparison(metrics, baseline)
     return model, card, report, test_scored.assign(baseline_score=test["tx_amount"].to_numpy())
