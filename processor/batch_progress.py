@@ -42,6 +42,9 @@ class BatchProgress:
     committed_at: str  # ISO 8601, UTC, milliseconds
     written: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, int] = field(default_factory=dict)
+    # PSI per feature and of the score ("fraud_score") over the drift monitor's window as of
+    # this batch (processor/drift.py); empty without a monitor or while its window fills.
+    psi: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -67,6 +70,7 @@ def batch_progress(
         ),
         written=dict(counts.counts),
         timings_ms=dict(counts.timings_ms),
+        psi=dict(counts.psi),
     )
 
 

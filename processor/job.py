@@ -35,13 +35,14 @@ from processor.card_tokens import load_key
 from processor.checkpoint_files import CheckpointFiles
 from processor.cli import parse_args, settings_from_args
 from processor.dev_token_key import ensure_token_key
+from processor.drift import DriftMonitor
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine.bootstrap import bootstrap_state, history_events
 from processor.kinesis_source import register
 from processor.metrics import ProgressMetrics
 from processor.parse import parse_records
 from processor.resume import checkpoint_has_progress, lake_positions
-from processor.scoring import FrameScorer, frame_scorer
+from processor.scoring import FrameScorer, frame_scorer, load_card
 from processor.sinks import LakeWriter
 from processor.spark_session import build_spark
 
@@ -154,7 +155,10 @@ def lake_writer(
 
 def scoring_writer(spark: SparkSession, settings: Settings) -> LakeWriter:
     """The job's sink: refuses to build (ModelError) when the model does not fit the features."""
-    return lake_writer(settings, frame_scorer(settings), AlertWriter(settings))
+    writer = lake_writer(settings, frame_scorer(settings), AlertWriter(settings))
+    # After the alerts: measuring drift is diagnostics and never holds an alert back.
+    writer.transaction_sinks.append(DriftMonitor(load_card(settings), writer.stats))
+    return writer
 
 
 def transform(records: DataFrame, settings: Settings) -> DataFrame:
@@ -217,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         writer = scoring_writer(spark, settings)
         alerts = next(s for s in writer.transaction_sinks if isinstance(s, AlertWriter))
+        drift = next(s for s in writer.transaction_sinks if isinstance(s, DriftMonitor))
         listener = ProgressMetrics(
-            writer.stats, settings.processor.metrics_port, args.metrics_host, alerts.stats
+            writer.stats, settings.processor.metrics_port, args.metrics_host, alerts.stats, drift
         )
         alerts.on_written = listener.observe_alert_latencies
     except (FraudPipelineError, OSError):  # no model, a bad one, or the metrics port is taken

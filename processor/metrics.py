@@ -4,8 +4,9 @@ Input rows, rows/s, batch duration, dead letters by reason, late events (behind 
 scored all the same), dropped duplicates, the engine's time and state written, the watermark, and
 the source lag (MillisBehindLatest per shard, reported by the Kinesis source). Prometheus also gets
 histograms of batch duration and of Kinesis arrival -> alert written, in seconds; alerts and their
-write retries; and each SageMaker endpoint's circuit-breaker state and retried calls. Retries of
-the Kinesis reads happen in executors and are logged there, not counted here.
+write retries; each SageMaker endpoint's circuit-breaker state and retried calls; and the drift
+monitor's PSI per feature and of the score (processor/drift.py). Retries of the Kinesis reads
+happen in executors and are logged there, not counted here.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class ProgressMetrics(StreamingQueryListener):
         port: int,
         host: str = "127.0.0.1",
         alerts: AlertStats | None = None,
+        drift: Collector | None = None,
     ) -> None:
         self._counts = counts
         self._alerts = alerts
@@ -123,6 +125,8 @@ class ProgressMetrics(StreamingQueryListener):
             "fraud_source_lag_ms", "MillisBehindLatest", ["shard"], registry=self.registry
         )
         self.registry.register(ScorerHealth())
+        if drift is not None:  # fraud_feature_psi, fraud_score_psi (processor/drift.py)
+            self.registry.register(drift)
         self.last: dict[str, Any] | None = None
         if port:
             # Loopback unless told otherwise (--metrics-host 0.0.0.0 in a container or pod).

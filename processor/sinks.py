@@ -98,6 +98,8 @@ class BatchCounts:
     # Per event of the last batch: Kinesis arrival -> its lake commit (ms); replaced each batch.
     arrival_to_commit_ms: list[int] = field(default_factory=list)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # of the last batch
+    # PSI per feature and of the score over the recent window (processor/drift.py).
+    psi: dict[str, float] = field(default_factory=dict)
 
 
 def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:

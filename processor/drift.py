@@ -1,0 +1,156 @@
+"""Drift of the model's inputs and score: PSI over the last scored transactions, per batch.
+
+`DriftMonitor` is a transaction sink (processor/sinks.py RowSink) placed after the alerts: it
+keeps the features and score of the last WINDOW scored transactions in a fixed-size ring buffer
+and, after each batch, measures every column's PSI against the reference the model card was
+trained with (ml_model/drift.py). The values go to Prometheus (`fraud_feature_psi{feature}`,
+`fraud_score_psi`, read at scrape time), into the batch's record for the run report, and, when
+a column crosses PSI_ALERT, into one WARNING naming it (again only after it has come back).
+
+The window, not the batch, is compared: a batch of a few dozen transactions says little about a
+distribution. Below MIN_ROWS transactions nothing is measured, so a job that has just started
+does not report the noise of a small sample as drift. The window lives in the driver's memory
+and starts empty on every start of the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ml_model.drift import PSI_ALERT, SCORE, Bins, psi
+
+if TYPE_CHECKING:
+    from ml_model.artifacts import ModelCard
+    from processor.sinks import BatchCounts
+
+logger = logging.getLogger(__name__)
+
+WINDOW = 5_000
+# PSI of a sample of n rows against its own population is about (bins - 1) / n: 0.01 at 1,000.
+MIN_ROWS = 1_000
+
+
+class DriftMonitor(Collector):
+    """A RowSink and a Prometheus collector: PSI per feature and of the score over the window.
+
+    `counts` (the LakeWriter's BatchCounts) gets each batch's values as `psi`, which the batch
+    record keeps; `psi` holds the latest values (empty until MIN_ROWS have been seen, or when
+    the card has no drift reference).
+    """
+
+    def __init__(
+        self,
+        card: ModelCard,
+        counts: BatchCounts | None = None,
+        window: int = WINDOW,
+        min_rows: int = MIN_ROWS,
+        threshold: float = PSI_ALERT,
+    ) -> None:
+        self.version = card.version
+        self.references = {
+            name: Bins.from_dict(bins) for name, bins in card.drift_reference.items()
+        }
+        # The features in the model's order, then the score.
+        self.columns = [name for name in card.feature_names if name in self.references]
+        if SCORE in self.references:
+            self.columns.append(SCORE)
+        self.window, self.min_rows, self.threshold = window, max(min_rows, 1), threshold
+        self._counts = counts
+        self._rows = np.full((window, len(self.columns)), np.nan)
+        self._next = 0  # the ring buffer's next slot
+        self._filled = 0
+        self._last_batch = -1
+        self._above: frozenset[str] = frozenset()
+        self.psi: dict[str, float] = {}
+        if not self.columns:
+            logger.warning(
+                "model %s has no drift reference (trained before drift was monitored): "
+                "no PSI is computed; retrain to get one",
+                card.version,
+            )
+
+    def __call__(self, rows: list[dict[str, Any]], batch_id: int) -> None:
+        if not self.columns:
+            return
+        # A batch replayed in this process is in the window already.
+        if batch_id > self._last_batch:
+            self._append(rows)
+            self._last_batch = batch_id
+        values = self._measure() if self._filled >= self.min_rows else {}
+        self.psi = values
+        if self._counts is not None:
+            self._counts.psi = values
+        if values:
+            self._warn(values, batch_id)
+
+    def _append(self, rows: list[dict[str, Any]]) -> None:
+        """The rows' columns into the ring buffer; only the last `window` of a big batch."""
+        rows = rows[-self.window :]
+        block = np.array(
+            [[_number(row.get(name)) for name in self.columns] for row in rows], dtype=np.float64
+        ).reshape(len(rows), len(self.columns))
+        slots = (self._next + np.arange(len(block))) % self.window
+        self._rows[slots] = block
+        self._next = (self._next + len(block)) % self.window
+        self._filled = min(self._filled + len(block), self.window)
+
+    def _measure(self) -> dict[str, float]:
+        window = self._rows[: self._filled]
+        return {
+            name: round(psi(self.references[name], window[:, i]), 4)
+            for i, name in enumerate(self.columns)
+        }
+
+    def _warn(self, values: dict[str, float], batch_id: int) -> None:
+        """One WARNING for the columns that crossed the threshold in this batch."""
+        above = frozenset(name for name, value in values.items() if value > self.threshold)
+        crossed = sorted(above - self._above, key=lambda name: -values[name])
+        if crossed:
+            logger.warning(
+                "drift: PSI above %.2g over the last %d transactions (batch %d, model %s): %s",
+                self.threshold,
+                self._filled,
+                batch_id,
+                self.version,
+                ", ".join(f"{name} {values[name]:.3f}" for name in crossed),
+            )
+        back = sorted(self._above - above)
+        if back:
+            logger.info("drift: PSI back under %.2g for %s", self.threshold, ", ".join(back))
+        self._above = above
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names, without values: registering never waits for a batch."""
+        yield from self._families({})
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families(self.psi)
+
+    def _families(self, values: dict[str, float]) -> Iterator[GaugeMetricFamily]:
+        features = GaugeMetricFamily(
+            "fraud_feature_psi",
+            f"PSI of each feature over the last {self.window} scored transactions vs training",
+            labels=["feature"],
+        )
+        score = GaugeMetricFamily(
+            "fraud_score_psi",
+            f"PSI of the fraud score over the last {self.window} scored transactions vs the "
+            "model's test split",
+        )
+        for name, value in values.items():
+            if name == SCORE:
+                score.add_metric([], value)
+            else:
+                features.add_metric([name], value)
+        yield features
+        yield score
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
