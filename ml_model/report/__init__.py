@@ -14,11 +14,19 @@ from ml_model.report.data import (
     training_report_data,
 )
 from ml_model.report.html import CONSOLE_SCREENSHOT, INDEX, render_html, write_report
-from ml_model.report.sections import CONSOLE_ID, EVALUATION_IDS, RUN_IDS, Section, all_sections
+from ml_model.report.sections import (
+    CONSOLE_ID,
+    DRIFT_ID,
+    EVALUATION_IDS,
+    RUN_IDS,
+    Section,
+    all_sections,
+)
 
 __all__ = [
     "CONSOLE_ID",
     "CONSOLE_SCREENSHOT",
+    "DRIFT_ID",
     "EVALUATION_IDS",
     "INDEX",
     "RUN_IDS",

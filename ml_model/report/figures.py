@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MultipleLocator
+from matplotlib.ticker import MaxNLocator, MultipleLocator
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
 MODEL_COLOUR, BASELINE_COLOUR = "C0", "C1"
@@ -283,4 +283,50 @@ def dead_letters(counts: Mapping[str, int]) -> Figure:
     ax.set_xlabel("records")
     ax.set_title(f"Dead letters by reason ({sum(counts.values()):,} records)")
     ax.margins(x=0.12)
+    return figure
+
+
+def drift_psi(
+    batch_ids: Sequence[int],
+    psi: Sequence[Mapping[str, float]],
+    threshold: float,
+    score: str,
+    lines: int = 5,
+    bars: int = 12,
+) -> Figure:
+    """PSI over the run: left, per batch, of the `lines` features that peaked highest and of the
+    score (`score` names it); right, each column's peak, highest `bars` first. The dashed line
+    is `threshold`, where a shift is usually called significant."""
+    names = sorted({name for values in psi for name in values})
+    peaks = {name: max(values.get(name, 0.0) for values in psi) for name in names}
+    ranked = sorted(names, key=lambda name: (-peaks[name], name))
+    figure = new_figure(10.0, 4.2)
+    over_time, by_column = figure.subplots(1, 2, width_ratios=(3, 2))
+    shown = [name for name in ranked if name != score][:lines] + ([score] if score in names else [])
+    for index, name in enumerate(shown):
+        values = [entry.get(name, math.nan) for entry in psi]
+        style = {"color": "black", "linewidth": 2.0} if name == score else {"color": f"C{index}"}
+        over_time.plot(list(batch_ids), values, "o-", markersize=3, label=name, **style)
+    top = max([threshold * 1.25, *peaks.values()]) * 1.1
+    for ax in (over_time, by_column):
+        line = ax.axhline if ax is over_time else ax.axvline
+        line(threshold, color=FRAUD_COLOUR, linestyle="--", label=f"PSI {threshold:g}")
+    over_time.set_ylim(0, top)
+    over_time.xaxis.set_major_locator(MaxNLocator(integer=True))
+    over_time.set_xlabel("batch id")
+    over_time.set_ylabel("PSI over the recent window")
+    over_time.set_title("PSI per batch (top features, score in black)")
+    over_time.legend(fontsize="x-small", loc="upper left")
+    ranked = ranked[:bars]
+    colours = [
+        "black" if name == score else FRAUD_COLOUR if peaks[name] > threshold else MODEL_COLOUR
+        for name in ranked
+    ]
+    drawn = by_column.barh(ranked, [peaks[name] for name in ranked], color=colours)
+    by_column.bar_label(drawn, fmt="%.2f", padding=2, fontsize="x-small")
+    by_column.invert_yaxis()
+    by_column.set_xlim(0, top * 1.15)
+    by_column.tick_params(axis="y", labelsize="small")
+    by_column.set_xlabel("highest PSI of the run")
+    by_column.set_title(f"Top {len(ranked)} by PSI")
     return figure

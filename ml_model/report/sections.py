@@ -1,7 +1,8 @@
 """The report's figure sections: ReportData -> [Section], each a PNG or a note saying why not.
 
 Section ids (`fig-...`) are stable: the page anchors and the tests find figures by them. A
-training report has only the evaluation sections; the run-only ones need a RunData.
+training report has only the evaluation sections; the run-only ones need a RunData, and the
+drift section a run whose batch records hold PSI values (the job's drift monitor).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ml_model.drift import PSI_ALERT, SCORE
 from ml_model.report import figures
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ RUN_IDS = (
     "fig-dead-letters",
 )
 CONSOLE_ID = "fig-console"
+DRIFT_ID = "fig-drift"  # a run's, only when its batch records hold PSI values
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def evaluation_sections(evaluation: Evaluation) -> list[Section]:
 
 
 def run_sections(run: RunData) -> list[Section]:
-    """Alerts per minute, the job's batches, alert latency, dead letters."""
+    """Alerts per minute, the job's batches, alert latency, dead letters; drift when measured."""
     sections: list[Section] = []
     if run.alert_event_times:
         sections.append(
@@ -171,7 +174,24 @@ def run_sections(run: RunData) -> list[Section]:
         sections.append(
             Section("fig-dead-letters", "Dead letters by reason", "", note="No dead letters.")
         )
+    if any(p.psi for p in progress):
+        sections.append(drift_section(run))
     return sections
+
+
+def drift_section(run: RunData) -> Section:
+    """PSI of the features and the score against the model card's reference, per batch."""
+    measured = [p for p in run.progress if p.psi]
+    return _figure(
+        DRIFT_ID, "Drift: PSI of features and score",
+        "Population stability index of each feature against the training split, and of the "
+        "score against the test split (the model card's reference bins), over the job's window "
+        f"of recent transactions, as of each batch. Above {PSI_ALERT:g} (dashed) a distribution "
+        "is usually taken to have shifted; the job logs a warning when a column crosses it.",
+        figures.drift_psi(
+            [p.batch_id for p in measured], [p.psi for p in measured], PSI_ALERT, SCORE
+        ),
+    )  # fmt: skip
 
 
 def console_section(png: bytes) -> Section:
