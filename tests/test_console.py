@@ -332,6 +332,13 @@ def test_card_history_limit_order_and_missing_table(seeded: Settings, tmp_path: 
     empty = seeded.with_overrides(processor={"lake_path": str(tmp_path / "nothing")})
     note = card_transactions(empty, CARD).note
     assert note is not None and "no transactions table" in note
+    (tmp_path / "broken" / "transactions" / "_delta_log").mkdir(parents=True)
+    (tmp_path / "broken" / "transactions" / "_delta_log" / "00000000000000000000.json").write_text(
+        "not json"
+    )
+    broken = seeded.with_overrides(processor={"lake_path": str(tmp_path / "broken")})
+    note = card_transactions(broken, CARD).note
+    assert note is not None and note.startswith("the lake could not be read")
 
 
 def test_card_history_from_an_s3a_lake_on_the_emulator(settings: Settings) -> None:
@@ -617,7 +624,7 @@ def test_a_chargeback_names_its_card_once(changes: dict[str, Any], reason: str, 
 
 
 def test_the_parse_step_keeps_a_verdicts_token() -> None:
-    source = {
+    source: dict[str, list[Any]] = {
         "data": [encode_event(verdict_event())],
         "shardId": ["shardId-000000000000"],
         "sequenceNumber": ["1"],

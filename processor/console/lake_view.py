@@ -11,10 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from processor.sinks import table_path
 
@@ -80,12 +81,16 @@ def card_transactions(
     uri = delta_uri(settings.processor.lake_path, "transactions")
     options = storage_options(settings.aws) if uri.startswith("s3://") else None
     try:
-        table = DeltaTable(uri, storage_options=options)
+        dataset = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
+        columns = [name for name in COLUMNS if name in dataset.schema.names]
+        found = dataset.to_table(columns=columns, filter=ds.field("card_token") == card_token)
     except TableNotFoundError:
         return CardHistory(note=f"no transactions table at {uri} yet")
-    dataset = table.to_pyarrow_dataset()
-    columns = [name for name in COLUMNS if name in dataset.schema.names]
-    found = dataset.to_table(columns=columns, filter=ds.field("card_token") == card_token)
+    except (DeltaError, OSError, pa.ArrowException) as exc:
+        # The alert and its verdict buttons still work without the history.
+        logger.warning("cannot read %s: %s", uri, exc)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return CardHistory(note=f"the lake could not be read ({type(exc).__name__}: {first})")
     if found.num_rows == 0:
         return CardHistory(note="no transactions of this card in the lake")
     order = pc.sort_indices(
