@@ -541,6 +541,37 @@ def test_python_m_console_refuses_a_public_bind_without_a_token() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_python_m_console_serves_on_loopback(seeded: Settings) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FRAUD_CONSOLE_TOKEN"}
+    env.update(
+        FRAUD_ENDPOINT_URL=str(seeded.aws.endpoint_url),
+        FRAUD_ALERTS_TABLE=seeded.dynamodb.alerts_table,
+    )
+    command = [sys.executable, "-m", "processor.console", "--profile", "local"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the console did not start"
+                time.sleep(0.2)
+        assert shown(response) == NEWEST_FIRST
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def test_with_a_token_every_request_carries_it(seeded: Settings) -> None:
     app = create_app(seeded, ConsoleConfig(token=TOKEN, default_analyst="x"))
     with serve(app) as base, httpx.Client(base_url=base) as client:
