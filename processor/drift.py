@@ -78,6 +78,12 @@ class DriftMonitor(Collector):
     def __call__(self, rows: list[dict[str, Any]], batch_id: int) -> None:
         if not self.columns:
             return
+        try:
+            self._update(rows, batch_id)
+        except Exception:  # noqa: BLE001 - a diagnostic never fails the batch it watches
+            logger.exception("drift: batch %d not measured", batch_id)
+
+    def _update(self, rows: list[dict[str, Any]], batch_id: int) -> None:
         # A batch replayed in this process is in the window already.
         if batch_id > self._last_batch:
             self._append(rows)

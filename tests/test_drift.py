@@ -203,6 +203,20 @@ def test_the_warning_fires_once_per_crossing(
     assert len(warnings()) == 2  # a new crossing, a new warning
 
 
+def test_a_batch_it_cannot_measure_is_logged_and_never_fails(
+    card: ModelCard, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(8)
+    monitor = DriftMonitor(card)
+    feed(monitor, [sample(rng, 1_500)])
+    before = dict(monitor.psi)
+    broken = rows_of(sample(rng, 10))
+    broken[3]["tx_amount"] = "not a number"
+    monitor(broken, 1)
+    assert "drift: batch 1 not measured" in caplog.text
+    assert monitor.psi == before and monitor._filled == 1_500
+
+
 def test_the_gauges_appear_in_the_prometheus_text(card: ModelCard) -> None:
     monitor = DriftMonitor(card)
     listener = ProgressMetrics(BatchCounts(), 0, drift=monitor)
