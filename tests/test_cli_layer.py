@@ -381,6 +381,7 @@ def test_console_scripts_point_at_callables() -> None:
         "fraud-setup-aws",
         "fraud-local-aws",
         "fraud-serve",
+        "fraud-console",
     }
     for target in scripts.values():
         module, _, function = target.partition(":")

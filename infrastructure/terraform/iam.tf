@@ -199,3 +199,99 @@ resource "aws_iam_role_policy" "processor" {
   role   = aws_iam_role.processor.id
   policy = data.aws_iam_policy_document.processor.json
 }
+
+# The analysts' alert console (processor/console): reads the alerts, records a verdict on one
+# (a conditional UpdateItem), puts the verdict's label event on the stream, and reads the
+# lake's transactions tables for a card's history. It never writes the lake.
+data "aws_iam_policy_document" "console_trust" {
+  statement {
+    sid     = "ConsoleServiceAccount"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = ["system:serviceaccount:${var.k8s_namespace}:${var.console_service_account}"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "console" {
+  statement {
+    sid       = "ReadAlertsAndRecordVerdicts"
+    actions   = ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.alerts.arn]
+  }
+
+  statement {
+    sid       = "PutVerdictLabels"
+    actions   = ["kinesis:DescribeStreamSummary", "kinesis:PutRecord"]
+    resources = [aws_kinesis_stream.transactions.arn]
+  }
+
+  statement {
+    sid       = "EncryptRecordsThroughKinesis"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [aws_kms_key.stream.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["kinesis.${var.aws_region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "ListTheLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["lake", "lake/*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadTheLake"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/lake/*"]
+  }
+
+  statement {
+    sid       = "UseTheDataKeyThroughS3AndDynamoDb"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.aws_region}.amazonaws.com", "dynamodb.${var.aws_region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "console" {
+  name                 = "${var.name_prefix}-console"
+  description          = "IRSA role of the analysts' alert console (${var.k8s_namespace}/${var.console_service_account})"
+  assume_role_policy   = data.aws_iam_policy_document.console_trust.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "console" {
+  name   = "review-alerts"
+  role   = aws_iam_role.console.id
+  policy = data.aws_iam_policy_document.console.json
+}

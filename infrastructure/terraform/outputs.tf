@@ -19,6 +19,11 @@ output "producer_role_arn" {
   value       = aws_iam_role.producer.arn
 }
 
+output "console_role_arn" {
+  description = "eks.amazonaws.com/role-arn of the fraud-console service account."
+  value       = aws_iam_role.console.arn
+}
+
 output "processor_role_arn" {
   description = "eks.amazonaws.com/role-arn of the fraud-processor and fraud-processor-executor service accounts."
   value       = aws_iam_role.processor.arn

@@ -111,6 +111,12 @@ variable "processor_service_accounts" {
   default     = ["fraud-processor", "fraud-processor-executor"]
 }
 
+variable "console_service_account" {
+  description = "Service account of the alert console (processor/console)."
+  type        = string
+  default     = "fraud-console"
+}
+
 variable "sagemaker_endpoint_name" {
   description = "SageMaker endpoint the processor may invoke (model.scorer = sagemaker); null for none."
   type        = string
