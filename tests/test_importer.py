@@ -420,6 +420,15 @@ def test_a_bad_mapping_fails_in_one_line(tmp_path: Path) -> None:
     assert "fields.amount.sclae" in result.stderr
 
 
+def test_the_console_script_is_fraud_import() -> None:
+    import tomllib
+
+    from producer.importer import cli
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["fraud-import"] == "producer.importer:cli" and callable(cli)
+
+
 def test_help_shows_the_defaults() -> None:
     result = run_module("--help")
     assert result.returncode == 0, result.stderr
