@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +40,41 @@ def _run(step: str, args: list[str], env: dict[str, str]) -> None:
     if result.returncode != 0:
         raise SystemExit(f"demo step failed ({step}): exit code {result.returncode}")
     print(f"    ({time.monotonic() - started:.1f}s)", flush=True)
+
+
+def _console_screenshot(python: str, profile: str, env: dict[str, str], path: Path) -> None:
+    """Start the alert console on a free loopback port, save a PNG of its queue, stop it.
+
+    Needs a Chromium (Debian's `chromium`); without one the report just has no screenshot.
+    """
+    from processor.console.screenshot import save_queue_screenshot
+    from scripts.local_aws import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    print(f"\n==> screenshot of the alert console\n    $ {python} -m processor.console "
+          f"--profile {profile} --port {port}", flush=True)  # fmt: skip
+    console = subprocess.Popen(
+        [python, "-m", "processor.console", "--profile", profile, "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and console.poll() is None:
+            try:
+                with urllib.request.urlopen(url + "health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_queue_screenshot(url, path)
+        print(f"    saved {path}", flush=True)
+    except FraudPipelineError as exc:  # no browser here: the report goes without it
+        print(f"    no screenshot: {exc}", flush=True)
+    finally:
+        console.terminate()
+        console.wait(30)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         env,
     )  # fmt: skip
     # Files put in report_folder before the summary (console.png) are embedded in the report.
+    _console_screenshot(python, profile, env, report_folder / "console.png")
     _run(
         "summary and run report",
         [

@@ -382,6 +382,7 @@ def test_console_scripts_point_at_callables() -> None:
         "fraud-local-aws",
         "fraud-serve",
         "fraud-console",
+        "fraud-import",
     }
     for target in scripts.values():
         module, _, function = target.partition(":")
