@@ -116,6 +116,9 @@ class ProcessorSettings(_Section):
 
 class ModelSettings(_Section):
     path: str
+    # A shadow model scored beside `path` on every transaction: its score and version go to the
+    # lake (challenger_score, challenger_version); it never decides or alerts.
+    challenger_path: str | None = None
     threshold: float | None = Field(default=None, ge=0, le=1)
     review_band: float = Field(gt=0, le=1)
     scorer: Literal["local", "sagemaker"]

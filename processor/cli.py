@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="model folder or s3:// prefix (default: the profile's model.path)",
     )
     parser.add_argument(
+        "--challenger",
+        default=None,
+        metavar="PATH",
+        help="a shadow model's folder or s3:// prefix, scored locally beside the champion; its "
+        "score and version go to the lake, it never decides or alerts (default: the profile's "
+        "model.challenger_path)",
+    )
+    parser.add_argument(
         "--scorer",
         choices=("local", "sagemaker"),
         default=None,
@@ -162,6 +170,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         name: value
         for name, value in {
             "path": args.model_path,
+            "challenger_path": args.challenger,
             "scorer": args.scorer,
             "sagemaker_endpoint": args.endpoint_name,
             "threshold": args.threshold,

@@ -38,7 +38,14 @@ SCORE_COLUMNS = [
     pa.field("model_version", pa.string()),
     pa.field("decision", pa.string()),
     pa.field("reason_codes", pa.list_(pa.string())),
+    # The shadow challenger's (model.challenger_path): always in the schema, null without one,
+    # so starting or stopping a challenger never changes the table's schema (Delta refuses an
+    # append with new columns: autoMerge is off). A lake created before these two columns
+    # needs them added once (README: "Shadow challenger").
+    pa.field("challenger_score", pa.float64()),
+    pa.field("challenger_version", pa.string()),
 ]
+CHALLENGER_COLUMNS = ("challenger_score", "challenger_version")
 SCORED_TRANSACTION_TABLE = pa.schema([*TRANSACTION_TABLE, *SCORE_COLUMNS])
 DEAD_LETTER_TABLE = pa.schema(
     [

@@ -17,9 +17,10 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -29,6 +30,7 @@ from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
 from processor.hadoop_files import read_text
 from processor.lake_tables import (
+    CHALLENGER_COLUMNS,
     EVENT_TABLE,
     SCORED_TRANSACTION_TABLE,
     TABLES,
@@ -103,7 +105,11 @@ class BatchCounts:
 
 
 def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
-    """Add the score columns to transaction rows, with one vectorised call."""
+    """Add the score columns to transaction rows, with one vectorised call.
+
+    The challenger's columns are null unless the scorer shadows one (processor/scoring.py);
+    the decision is always the champion's.
+    """
     frame = pd.DataFrame(
         {name: [row[name] for row in rows] for name in ("transaction_id", *FEATURE_NAMES)}
     )
@@ -113,6 +119,15 @@ def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
         row["model_version"] = values[1]
         row["decision"] = values[2]
         row["reason_codes"] = list(values[3]) if values[3] is not None else []
+    shadowed = all(name in scored.columns for name in CHALLENGER_COLUMNS)
+    challenger: Iterable[tuple[Any, Any]] = (
+        scored[list(CHALLENGER_COLUMNS)].itertuples(index=False)
+        if shadowed
+        else repeat((None, None), len(rows))
+    )
+    for row, (value, version) in zip(rows, challenger, strict=True):
+        row["challenger_score"] = None if pd.isna(value) else float(value)
+        row["challenger_version"] = None if pd.isna(version) else str(version)
 
 
 def _write_table(
