@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 
 from config.exceptions import ContractError
+from config.lake import delta_uri, options_for
+from config.settings import AwsSettings, load_config
 from ml_model.features.events import FEATURE_INPUTS
 from producer.contract import ID_FIELD, Invalid, parse_event_time, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
@@ -110,22 +112,27 @@ def jsonl_history(path: Path, drops: DropCount | None = None) -> pd.DataFrame:
     return frame
 
 
-def delta_history(lake_path: str) -> pd.DataFrame:
-    """The processor's lake tables (already tokenised) as one history frame."""
-    from pyspark.sql import functions as F
+def delta_history(lake_path: str, aws: AwsSettings | None = None) -> pd.DataFrame:
+    """The processor's lake tables (already tokenised) as one history frame.
 
-    from config.settings import load_config
-    from processor.spark_session import build_spark
+    Read with delta-rs, no Spark: a local folder, or `s3a://` / `s3://` on the profile's S3
+    (endpoint, region and credentials from `aws`, so `--profile aws` reads real S3).
+    """
+    from deltalake import DeltaTable
 
-    spark = build_spark(load_config(), app_name="fraud-training-history")
+    aws = aws or load_config().aws
     frames = []
     for table in _LAKE_TABLES:
-        df = spark.read.format("delta").load(f"{lake_path.rstrip('/')}/{table}")
-        columns = [
-            F.col(name) if name in df.columns else F.lit(None).alias(name)
-            for name in HISTORY_COLUMNS
-        ]
-        frames.append(df.select(*columns).toPandas())
+        uri = delta_uri(lake_path, table)
+        options = options_for(uri, aws)
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            if table == _LAKE_TABLES[0]:
+                raise ContractError(f"--history {lake_path}: no Delta table {table} there")
+            continue  # a lake without auth events or labels yet
+        delta = DeltaTable(uri, storage_options=options)
+        present = [f.name for f in delta.schema().fields if f.name in HISTORY_COLUMNS]
+        frame = delta.to_pyarrow_table(columns=present).to_pandas()
+        frames.append(frame.reindex(columns=list(HISTORY_COLUMNS)))
     history = pd.concat(frames, ignore_index=True)
     for column in ("event_time", "transaction_time"):
         history[column] = pd.to_datetime(history[column], utc=True)
@@ -133,7 +140,10 @@ def delta_history(lake_path: str) -> pd.DataFrame:
 
 
 def load_history(
-    source: str | None, options: GeneratorOptions, drops: DropCount | None = None
+    source: str | None,
+    options: GeneratorOptions,
+    drops: DropCount | None = None,
+    aws: AwsSettings | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """(history, description): generated when `source` is None, else a JSONL file or a lake.
 
@@ -147,7 +157,7 @@ def load_history(
         if source.startswith(("s3://", "s3a://")) or (
             path.is_dir() and (path / _LAKE_TABLES[0]).exists()
         ):
-            history, description = delta_history(source), f"Delta lake {source}"
+            history, description = delta_history(source, aws), f"Delta lake {source}"
         else:
             return jsonl_history(path, drops), f"JSONL {source}"
     drops.lines += len(history)

@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     if any(str(path).startswith(("s3://", "s3a://")) for path in (output, args.history or "")):
         probe_endpoint(settings.aws)  # before minutes of training, not after
     drops = DropCount()
-    history, source = load_history(args.history, generator_options(args), drops)
+    history, source = load_history(args.history, generator_options(args), drops, settings.aws)
     print(f"history: {source}, {len(history):,} events", flush=True)
     unlabelled = unlabelled_transactions(history)
     if unlabelled:

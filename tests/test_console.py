@@ -30,6 +30,7 @@ from deltalake import write_deltalake
 
 from config.aws import make_client
 from config.cli import run_cli
+from config.lake import delta_uri, storage_options
 from config.settings import Settings, load_config
 from processor.alerts import AlertWriter, alert_item
 from processor.card_tokens import card_token
@@ -37,7 +38,7 @@ from processor.console import ConsoleConfig, create_app
 from processor.console.auth import RedactToken, is_loopback
 from processor.console.cli import build_parser
 from processor.console.cli import main as console_main
-from processor.console.lake_view import card_transactions, delta_uri, storage_options
+from processor.console.lake_view import card_transactions
 from processor.console.verdicts import label_event, verdict_id
 from processor.parse import parse_record
 from producer.contract import (

@@ -16,6 +16,8 @@ import pandas as pd
 from deltalake import DeltaTable
 
 from config.aws import make_client
+from config.lake import delta_uri
+from config.lake import options_for as lake_options
 from ml_model.artifacts import read_card
 from ml_model.report.data import Evaluation, ReportData, RunData, evaluation_of
 from ml_model.scorer import thresholds
@@ -40,25 +42,12 @@ _TRANSACTION_COLUMNS = [
 
 def lake_uri(settings: Settings, table: str) -> str:
     """A lake table's URI for deltalake (which spells s3a:// as s3://)."""
-    lake = settings.processor.lake_path.rstrip("/")
-    if lake.startswith("s3a://"):
-        lake = "s3://" + lake.removeprefix("s3a://")
-    return f"{lake}/{table}"
+    return delta_uri(settings.processor.lake_path, table)
 
 
 def storage_options(settings: Settings) -> dict[str, str]:
     """deltalake's object-store options for the profile (empty for a local lake)."""
-    if not settings.processor.lake_path.startswith(("s3://", "s3a://")):
-        return {}
-    aws = settings.aws
-    options = {"AWS_REGION": aws.region}
-    if aws.endpoint_url:
-        options["AWS_ENDPOINT_URL"] = aws.endpoint_url
-        options["AWS_ALLOW_HTTP"] = str(aws.endpoint_url.startswith("http://")).lower()
-    if aws.access_key_id and aws.secret_access_key:
-        options["AWS_ACCESS_KEY_ID"] = aws.access_key_id
-        options["AWS_SECRET_ACCESS_KEY"] = aws.secret_access_key
-    return options
+    return lake_options(lake_uri(settings, ""), settings.aws) or {}
 
 
 def _table(settings: Settings, name: str) -> DeltaTable | None:

@@ -17,10 +17,10 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from processor.sinks import table_path
+from config.lake import delta_uri, storage_options
 
 if TYPE_CHECKING:
-    from config.settings import AwsSettings, Settings
+    from config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -42,28 +42,6 @@ COLUMNS = (
     "reason_codes",
     "late",
 )
-
-
-def delta_uri(lake_path: str, table: str) -> str:
-    """The table's URI for delta-rs: `s3a://` and `s3n://` become `s3://`."""
-    path = table_path(lake_path, table)
-    for scheme in ("s3a://", "s3n://"):
-        if path.startswith(scheme):
-            return "s3://" + path[len(scheme) :]
-    return path
-
-
-def storage_options(aws: AwsSettings) -> dict[str, str]:
-    """delta-rs (object_store) options for the profile's S3: endpoint, region, credentials."""
-    options = {"AWS_REGION": aws.region}
-    if aws.endpoint_url:
-        options["AWS_ENDPOINT_URL"] = aws.endpoint_url
-        if aws.endpoint_url.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    if aws.access_key_id and aws.secret_access_key:
-        options["AWS_ACCESS_KEY_ID"] = aws.access_key_id
-        options["AWS_SECRET_ACCESS_KEY"] = aws.secret_access_key
-    return options
 
 
 @dataclass(frozen=True)
