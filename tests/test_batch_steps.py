@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from config.settings import load_config
-from ml_model.artifacts import ModelCard, write_artifacts
+from ml_model.artifacts import write_artifacts
 from ml_model.features import FEATURE_NAMES
 from processor.card_tokens import card_token
 from processor.checkpoint_files import CheckpointFiles
@@ -38,6 +38,7 @@ from processor.lake_tables import (
 from processor.parse import parse_records
 from processor.scoring import frame_scorer
 from processor.sinks import score_rows
+from tests.model_cards import small_card
 
 pytestmark = pytest.mark.integration
 
@@ -180,19 +181,7 @@ def test_scoring_adds_score_decision_and_reasons(spark: Any, parsed: Any, tmp_pa
         SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
         LogisticRegression(max_iter=1_000),
     ).fit(train, train[:, amount] > 500)
-    card = ModelCard(
-        version="amount-only",
-        created_at="2026-01-01T00:00:00+00:00",
-        model_type="sklearn.linear_model.LogisticRegression",
-        feature_names=list(FEATURE_NAMES),
-        threshold=0.5,
-        threshold_policy="fixed:0.5",
-        review_threshold=0.4,
-        training_window={},
-        test_window={},
-        data_hash="0",
-        library_versions={},
-    )
+    card = small_card("amount-only", review_threshold=0.4, library_versions={})
     write_artifacts(str(tmp_path / "model"), model, card)
     settings = load_config("local").with_overrides(model={"path": str(tmp_path / "model")})
     engine = FeatureEngine(StateStore(CheckpointFiles(str(tmp_path / "state"))), ENGINE)

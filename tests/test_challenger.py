@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from processor.lake_tables import (
 from processor.scoring import ShadowScorer, frame_scorer
 from processor.sinks import score_rows
 from scripts.setup_aws import ensure_bucket
+from tests.model_cards import small_card
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 AMOUNT = FEATURE_NAMES.index("tx_amount")
@@ -49,22 +50,8 @@ AMOUNT = FEATURE_NAMES.index("tx_amount")
 def _card(
     name: str, features: list[str] | None = None, versions: dict[str, str] | None = None
 ) -> ModelCard:
-    return ModelCard(
-        version=name,
-        created_at="2026-01-01T00:00:00+00:00",
-        model_type="sklearn.linear_model.LogisticRegression",
-        feature_names=list(FEATURE_NAMES) if features is None else features,
-        threshold=0.5,
-        threshold_policy="fixed:0.5",
-        review_threshold=0.25,
-        training_window={},
-        test_window={},
-        data_hash="0",
-        reference_values=dict.fromkeys(FEATURE_NAMES, 0.0),
-        library_versions=versions
-        if versions is not None
-        else {"scikit-learn": version("scikit-learn"), "numpy": version("numpy")},
-    )
+    card = small_card(name, features, reference_values=dict.fromkeys(FEATURE_NAMES, 0.0))
+    return card if versions is None else replace(card, library_versions=versions)
 
 
 def write_model(

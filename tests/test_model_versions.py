@@ -17,12 +17,12 @@ from config.exceptions import ModelError, ModelVersionError
 from ml_model.artifacts import (
     CARD_FILE,
     MODEL_FILE,
-    ModelCard,
     load_model,
     read_card,
     read_model,
     write_artifacts,
 )
+from tests.model_cards import small_card
 
 SKLEARN = version("scikit-learn")
 NUMPY = version("numpy")
@@ -41,17 +41,9 @@ def _bump(text: str, index: int) -> str:
 def model_dir(tmp_path: Path) -> str:
     features = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.9], [1.0, 0.1]])
     model = LogisticRegression().fit(features, [0, 1, 0, 1])
-    card = ModelCard(
-        version="test-model",
-        created_at="2026-01-01T00:00:00+00:00",
-        model_type="sklearn.linear_model.LogisticRegression",
-        feature_names=["a", "b"],
-        threshold=0.5,
-        threshold_policy="fixed:0.5",
-        review_threshold=0.25,
-        training_window={},
-        test_window={},
-        data_hash="0",
+    card = small_card(
+        "test-model",
+        ["a", "b"],
         library_versions={lib: version(lib) for lib in ("scikit-learn", "numpy", "pandas")},
     )
     path = str(tmp_path / "model")
@@ -142,19 +134,7 @@ def test_the_streaming_job_checks_the_versions_too(tmp_path: Path) -> None:
     width = len(FEATURE_NAMES)
     features = np.vstack([np.zeros(width), np.ones(width)])
     model = LogisticRegression().fit(features, [0, 1])
-    card = ModelCard(
-        version="job-model",
-        created_at="2026-01-01T00:00:00+00:00",
-        model_type="sklearn.linear_model.LogisticRegression",
-        feature_names=list(FEATURE_NAMES),
-        threshold=0.5,
-        threshold_policy="fixed:0.5",
-        review_threshold=0.25,
-        training_window={},
-        test_window={},
-        data_hash="0",
-        library_versions={"scikit-learn": SKLEARN, "numpy": NUMPY},
-    )
+    card = small_card("job-model")
     path = str(tmp_path / "model")
     write_artifacts(path, model, card)
     settings = load_config("local").with_overrides(model={"path": path})

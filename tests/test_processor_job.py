@@ -30,6 +30,7 @@ from producer.kinesis_writer import KinesisWriter
 from producer.records import OutgoingRecord
 from producer.stats import SendStats
 from scripts.setup_aws import ensure_alerts_table, ensure_bucket, ensure_stream
+from tests.test_producer_kinesis import read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration]
@@ -63,24 +64,6 @@ def produce(settings: Settings, n: int, **options: Any) -> Produced:
     records = list(generator.records())
     send(settings, records)
     return Produced(generator, records)
-
-
-def read_shards(client: Any, stream: str) -> dict[str, list[dict[str, Any]]]:
-    """Every record of every shard (open and closed), with boto3."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        iterator = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        records: list[dict[str, Any]] = []
-        while iterator:
-            response = client.get_records(ShardIterator=iterator, Limit=10_000)
-            records.extend(response["Records"])
-            if not response["Records"]:
-                break
-            iterator = response.get("NextShardIterator")
-        out[shard["ShardId"]] = records
-    return out
 
 
 def expected_transactions(produced: Produced) -> set[str]:
@@ -228,7 +211,7 @@ def test_sigkill_loop_loses_duplicates_and_leaves_unscored_nothing(
     produced = produce(
         settings, 3_000, seed=31, anomaly_rate=0.02, fraud_rate=0.03, num_customers=20_000
     )
-    sizes = [len(records) for records in read_shards(kinesis, stream).values()]
+    sizes = [len(records) for records in read_all(kinesis, stream).values()]
     assert sorted(sizes)[0] == 0 and sorted(sizes)[1] * 1.5 < sorted(sizes)[-1], sizes
     lake = settings.processor.lake_path
     log = tmp_path / "job.log"
