@@ -25,7 +25,7 @@ import pandas as pd
 
 from config.exceptions import ContractError
 from ml_model.features import ENTITIES_OF, ENTITY_KINDS, FeatureEvent, entity_id, from_row
-from ml_model.features.definitions import CARD, CARD_RETENTION, TERMINAL_RETENTION
+from ml_model.features.definitions import CARD, CARD_RETENTION, TERMINAL, TERMINAL_RETENTION
 from processor.card_tokens import card_token
 from processor.engine.state import EngineState
 from producer.contract import parse_event_time, parse_payload
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LAKE_TABLES = ("transactions", "auth_events", "labels")
-RETENTION = {CARD: CARD_RETENTION}
+RETENTION = {CARD: CARD_RETENTION, TERMINAL: TERMINAL_RETENTION}
 
 
 def bootstrap_state(events: Iterable[FeatureEvent]) -> EngineState:
@@ -57,8 +57,7 @@ def bootstrap_state(events: Iterable[FeatureEvent]) -> EngineState:
     for (kind, entity), entity_events in grouped.items():
         fresh, update, _ = ENTITY_KINDS[kind]
         current, _ = update(fresh(), entity_events)
-        retention = RETENTION.get(kind, TERMINAL_RETENTION)
-        if newest is not None and current["max"] + retention < newest:
+        if newest is not None and current["max"] + RETENTION[kind] < newest:
             continue  # idle past its retention: the stream would have evicted it
         (state.cards if kind == CARD else state.terminals)[entity] = current
     return state
@@ -87,14 +86,14 @@ def _contract_rows(path: Path, key: bytes) -> Iterator[dict[str, Any]]:
 
 
 def _lake_rows(spark: SparkSession, lake_path: str) -> Iterator[dict[str, Any]]:
+    from delta.tables import DeltaTable
+
     for table in LAKE_TABLES:
         path = f"{lake_path.rstrip('/')}/{table}"
-        try:
-            frame = spark.read.format("delta").load(path)
-        except Exception as exc:  # noqa: BLE001 - a table the lake does not have yet
-            logger.info("bootstrap: no table %s (%s)", path, type(exc).__name__)
+        if not DeltaTable.isDeltaTable(spark, path):
+            logger.info("bootstrap: the lake has no table %s yet", path)
             continue
-        yield from frame.toArrow().to_pylist()
+        yield from spark.read.format("delta").load(path).toArrow().to_pylist()
 
 
 def history_events(
