@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from config.aws import make_client
 from config.exceptions import DeliveryError
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 25
 _SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
 
 
 def _millis(moment: datetime) -> int:
@@ -86,6 +87,16 @@ def scan_alerts(settings: Settings) -> list[dict[str, Any]]:
     return [item for page in pages for item in page["Items"]]
 
 
+# What the alert console adds to an item (processor/console/verdicts.py); a replay keeps it.
+KEPT = (
+    "verdict",
+    "verdict_by",
+    "verdict_at",
+    "verdict_label_id",
+    "verdict_sent_at",
+    "verdict_sequence_number",
+)
+
 # Event -> alert latencies kept for benchmarks: the most recent ones only, so a job that runs
 # for months holds no growing list (Prometheus gets every one, as a histogram).
 RECENT_LATENCIES = 20_000
@@ -126,7 +137,9 @@ class AlertWriter:
         ttl = self.settings.dynamodb.alert_ttl_days
         items = [alert_item(row, detected_ms, ttl, batch_id) for row in rows]
         for start in range(0, len(items), MAX_BATCH):
-            self.write_batch(items[start : start + MAX_BATCH])
+            chunk = items[start : start + MAX_BATCH]
+            self.keep_verdicts(chunk)
+            self.write_batch(chunk)
         written_ms = int(time.time() * 1000)
         self.stats.written += len(items)
         self.stats.latencies_ms.extend(written_ms - _millis(row["event_time"]) for row in rows)
@@ -135,6 +148,41 @@ class AlertWriter:
                 [(written_ms - _millis(row["approximateArrivalTimestamp"])) / 1000 for row in rows]
             )
         logger.info("batch %d: %d alerts written", batch_id, len(items))
+
+    def keep_verdicts(self, items: list[dict[str, Any]]) -> None:
+        """Carry an analyst's verdict (processor/console) over into the items about to be put.
+
+        A replayed batch puts its alert items again, whole; without this, a verdict given
+        between the batch's first attempt and its replay would be erased. One BatchGetItem per
+        chunk, and only the verdict's attributes are read.
+        """
+        table = self.settings.dynamodb.alerts_table
+        keys = [{"transaction_id": {"S": item["transaction_id"]}} for item in items]
+        found: dict[str, dict[str, Any]] = {}
+        request: dict[str, Any] = {
+            table: {
+                "Keys": keys,
+                "ProjectionExpression": ", ".join(f"#{i}" for i in range(len(KEPT) + 1)),
+                "ExpressionAttributeNames": {
+                    f"#{i}": name for i, name in enumerate(("transaction_id", *KEPT))
+                },
+            }
+        }
+        for attempt in range(1, self.max_attempts + 1):
+            response = self.client.batch_get_item(RequestItems=request)
+            for raw in response.get("Responses", {}).get(table, []):
+                item = {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}
+                found[item["transaction_id"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            self.stats.retries += 1
+            time.sleep(self.base_delay_s * 2 ** (attempt - 1))
+        else:
+            raise DeliveryError(f"alerts table {table!r}: keys still unprocessed by BatchGetItem")
+        for item in items:
+            kept = found.get(item["transaction_id"], {})
+            item.update({name: kept[name] for name in KEPT if name in kept})
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         table = self.settings.dynamodb.alerts_table

@@ -93,3 +93,30 @@ def test_gives_up_loudly_so_the_batch_is_replayed(settings: Settings) -> None:
     items = [alert_item(alert_row(f"tx{i}"), 1_767_270_000_000, 90, 0) for i in range(5)]
     with pytest.raises(DeliveryError, match="after 2 BatchWriteItem attempts"):
         writer.write_batch(items)
+
+
+@pytest.mark.integration
+def test_a_replayed_batch_keeps_an_analysts_verdict(settings: Settings) -> None:
+    real = make_client("dynamodb", settings.aws)
+    table = settings.dynamodb.alerts_table
+    ensure_alerts_table(real, table)
+    writer = AlertWriter(settings)
+    rows = [alert_row("tx-verdict"), alert_row("tx-open")]
+    writer(rows, 7)
+    # An analyst confirms one alert in the console between the batch's attempt and its replay.
+    real.update_item(
+        TableName=table,
+        Key={"transaction_id": {"S": "tx-verdict"}},
+        UpdateExpression="SET verdict = :v, verdict_by = :by, verdict_at = :at",
+        ExpressionAttributeValues={
+            ":v": {"S": "confirmed_fraud"},
+            ":by": {"S": "ana"},
+            ":at": {"S": "2026-01-01T12:05:00.000Z"},
+        },
+    )
+    writer(rows, 7)  # the replay puts both items again, whole
+    items = {i["transaction_id"]["S"]: i for i in real.scan(TableName=table)["Items"]}
+    assert items["tx-verdict"]["verdict"]["S"] == "confirmed_fraud"
+    assert items["tx-verdict"]["verdict_by"]["S"] == "ana"
+    assert "verdict" not in items["tx-open"]
+    assert items["tx-verdict"]["fraud_score"] == items["tx-open"]["fraud_score"]  # still rewritten

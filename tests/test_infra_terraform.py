@@ -39,6 +39,7 @@ PROCESSOR_ALLOWED = {
     "kinesis:GetRecords",
     "kinesis:GetShardIterator",
     "kinesis:ListShards",
+    "dynamodb:BatchGetItem",  # a replay keeps the analysts' verdicts
     "dynamodb:BatchWriteItem",
     "dynamodb:PutItem",
     "s3:ListBucket",
@@ -64,6 +65,7 @@ BOTO3_ACTIONS = {
     "put_item": "dynamodb:PutItem",
     "batch_write_item": "dynamodb:BatchWriteItem",
     "update_item": "dynamodb:UpdateItem",
+    "batch_get_item": "dynamodb:BatchGetItem",
     "delete_item": "dynamodb:DeleteItem",
     "transact_write_items": "dynamodb:PutItem",
     "get_object": "s3:GetObject",

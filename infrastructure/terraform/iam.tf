@@ -110,10 +110,11 @@ data "aws_iam_policy_document" "processor" {
     }
   }
 
-  # Alerts are idempotent puts keyed by transaction_id.
+  # Alerts are idempotent puts keyed by transaction_id; a replay first reads back the
+  # analysts' verdicts so that it keeps them.
   statement {
     sid       = "WriteAlerts"
-    actions   = ["dynamodb:BatchWriteItem", "dynamodb:PutItem"]
+    actions   = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem"]
     resources = [aws_dynamodb_table.alerts.arn]
   }
 
