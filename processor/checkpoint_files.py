@@ -13,7 +13,10 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 _BATCH_NAME = re.compile(r"^(\d+)(?:\.[a-z]+)?$")
 
@@ -27,6 +30,18 @@ class CheckpointFiles:
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> CheckpointFiles:
+        """The files under the profile's checkpoint location, with its AWS settings."""
+        aws = settings.aws
+        return cls(
+            settings.processor.checkpoint_location,
+            aws.endpoint_url,
+            aws.region,
+            aws.access_key_id,
+            aws.secret_access_key,
+        )
 
     def _s3(self) -> tuple[Any, str, str] | None:
         if not self.checkpoint_location.startswith(("s3a://", "s3://")):

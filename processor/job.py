@@ -98,7 +98,7 @@ def bootstrap_checkpoint(spark: SparkSession, settings: Settings, source: str) -
     feature state `source`'s history leaves. False when the checkpoint already has one or
     has progress (then the flag is ignored)."""
     checkpoint = settings.processor.checkpoint_location
-    store = StateStore(checkpoint_files(settings))
+    store = StateStore(CheckpointFiles.of(settings))
     if checkpoint_has_progress(spark, checkpoint) or store.has_bootstrap():
         logger.info("--bootstrap-from ignored: checkpoint %s has progress or state", checkpoint)
         return False
@@ -115,21 +115,10 @@ def bootstrap_checkpoint(spark: SparkSession, settings: Settings, source: str) -
     return True
 
 
-def checkpoint_files(settings: Settings) -> CheckpointFiles:
-    aws = settings.aws
-    return CheckpointFiles(
-        settings.processor.checkpoint_location,
-        aws.endpoint_url,
-        aws.region,
-        aws.access_key_id,
-        aws.secret_access_key,
-    )
-
-
 def feature_engine(settings: Settings) -> FeatureEngine:
     processor = settings.processor
     return FeatureEngine(
-        StateStore(checkpoint_files(settings)),
+        StateStore(CheckpointFiles.of(settings)),
         EngineSettings(
             watermark_delay_ms=delay_ms(processor.watermark),
             idle_shard_timeout_ms=delay_ms(processor.idle_shard_timeout),

@@ -136,17 +136,6 @@ def alert_figures(items: list[dict[str, Any]]) -> tuple[list[datetime], list[int
     return times, event, "event time -> alert written"
 
 
-def checkpoint_files(settings: Settings) -> CheckpointFiles:
-    aws = settings.aws
-    return CheckpointFiles(
-        settings.processor.checkpoint_location,
-        aws.endpoint_url,
-        aws.region,
-        aws.access_key_id,
-        aws.secret_access_key,
-    )
-
-
 def run_report_data(
     settings: Settings, run_id: str, session: boto3.Session | None = None
 ) -> ReportData:
@@ -161,7 +150,7 @@ def run_report_data(
         alert_event_times=event_times,
         latencies_ms=latencies,
         latency_basis=basis,
-        progress=read_progress(checkpoint_files(settings)),
+        progress=read_progress(CheckpointFiles.of(settings)),
         dead_letters=dead_letter_counts(settings),
         lake_rows=lake_rows(settings),
         sources={
