@@ -6,6 +6,7 @@ when the binary is installed.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from config.settings import load_config
+from ml_model.artifacts import CARD_FILE, MODEL_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TF = ROOT / "infrastructure" / "terraform"
@@ -51,6 +53,14 @@ PROCESSOR_ALLOWED = {
     "kms:Decrypt",
     "kms:GenerateDataKey",
     "sagemaker:InvokeEndpoint",
+}
+# ml_model.train from the lake into models/next: list and read the lake, put two objects.
+RETRAIN_ALLOWED = {
+    "s3:ListBucket",
+    "s3:GetObject",
+    "s3:PutObject",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
 }
 # boto3 calls in the code and the IAM action each one needs.
 BOTO3_ACTIONS = {
@@ -243,6 +253,7 @@ def test_tfvars_name_only_declared_variables(tf: dict[str, dict[str, Body]]) -> 
         ("aws_s3_bucket.lake", "bucket"),
         ("aws_iam_role.producer", "name"),
         ("aws_iam_role.processor", "name"),
+        ("aws_iam_role.retrain", "name"),
         ("aws_kms_alias.stream", "name"),
         ("aws_kms_alias.data", "name"),
         ("aws_secretsmanager_secret.card_token_key", "name"),
@@ -408,7 +419,7 @@ def test_processor_grants(tf: dict[str, dict[str, Body]]) -> None:
     )
 
 
-@pytest.mark.parametrize("document", ["producer", "processor", "console"])
+@pytest.mark.parametrize("document", ["producer", "processor", "console", "retrain"])
 def test_kms_use_is_limited_to_its_service(tf: dict[str, dict[str, Body]], document: str) -> None:
     for statement in _statements(tf, document):
         if attr(statement, "actions")[0].startswith("kms:"):
@@ -450,7 +461,7 @@ def test_policies_cover_the_calls_in_the_code(tf: dict[str, dict[str, Body]], ro
     assert not missing, f"{role}/ calls AWS APIs its role may not: {missing}"
 
 
-@pytest.mark.parametrize("role", ["producer", "processor"])
+@pytest.mark.parametrize("role", ["producer", "processor", "retrain"])
 def test_trust_policies_name_the_service_accounts(
     tf: dict[str, dict[str, Body]], role: str
 ) -> None:
@@ -504,6 +515,77 @@ def test_tfvars_match_the_overlay(tf: dict[str, dict[str, Body]], env: str) -> N
         role = "producer" if account["metadata"]["name"] == "fraud-producer" else "processor"
         expected = role_names[role].replace("${var.name_prefix}", values["name_prefix"])
         assert arn.endswith(f":role/{expected}"), arn
+
+
+# --- the retraining role: reads the lake, writes models/next only ---------------------------
+
+BUCKET_ARN = "arn:aws:s3:::example-bucket"
+
+
+def _condition_holds(condition: Body, s3_prefix: str | None) -> bool:
+    if attr(condition, "variable") != "s3:prefix":
+        return True  # kms:ViaService and the like narrow further; not modelled here
+    assert attr(condition, "test") == "StringLike"
+    values = attr(condition, "values")
+    assert isinstance(values, list), "s3:prefix values must be literal to be checked"
+    return s3_prefix is not None and any(fnmatch.fnmatchcase(s3_prefix, v) for v in values)
+
+
+def _allows(
+    statements: list[Body], action: str, key: str | None, s3_prefix: str | None = None
+) -> bool:
+    """Whether the statements allow `action` on the bucket (key None) or on one of its keys."""
+    resource = BUCKET_ARN if key is None else f"{BUCKET_ARN}/{key}"
+    for statement in statements:
+        if attr(statement, "effect", "Allow") != "Allow" or action not in attr(
+            statement, "actions"
+        ):
+            continue
+        resources = attr(statement, "resources")
+        assert isinstance(resources, list), f"{attr(statement, 'sid')}: resources not literal"
+        patterns = [r.replace("${aws_s3_bucket.lake.arn}", BUCKET_ARN) for r in resources]
+        if any(fnmatch.fnmatchcase(resource, p) for p in patterns) and all(
+            _condition_holds(c, s3_prefix) for c in blocks(statement, "condition")
+        ):
+            return True
+    return False
+
+
+def test_retrain_role_writes_only_the_candidate_model(tf: dict[str, dict[str, Body]]) -> None:
+    statements = _statements(tf, "retrain")
+    _no_wildcards(statements)
+    actions = _actions(statements)
+    assert actions <= RETRAIN_ALLOWED, "nothing on Kinesis, DynamoDB or SageMaker"
+    # The only write is PutObject, and only under models/next/.
+    assert {a for a in actions if a.startswith("s3:")} - {"s3:ListBucket", "s3:GetObject"} == {
+        "s3:PutObject"
+    }
+    for name in (MODEL_FILE, CARD_FILE):
+        assert _allows(statements, "s3:PutObject", f"models/next/{name}")
+    for key in (
+        f"models/current/{MODEL_FILE}",
+        f"models/current/{CARD_FILE}",
+        f"models/current/previous/v1/{MODEL_FILE}",
+        "models/promotions.jsonl",
+        f"models/nextgen/{MODEL_FILE}",
+        f"models/{MODEL_FILE}",
+        "lake/transactions/part-00000.parquet",
+        "lake/transactions/_delta_log/00000000000000000001.json",
+        "checkpoints/offsets/0",
+    ):
+        assert not _allows(statements, "s3:PutObject", key), key
+    # delta-rs lists the tables' logs and reads their files: under lake/ only.
+    log = "lake/transactions/_delta_log/"
+    assert _allows(statements, "s3:ListBucket", None, s3_prefix=log)
+    assert _allows(statements, "s3:GetObject", f"{log}00000000000000000000.json")
+    for prefix in ("", "checkpoints/", "models/"):
+        assert not _allows(statements, "s3:ListBucket", None, s3_prefix=prefix), prefix
+    for key in ("checkpoints/offsets/0", f"models/current/{MODEL_FILE}"):
+        assert not _allows(statements, "s3:GetObject", key), key
+    # The bucket's key, through S3 only (not DynamoDB: the role never touches the alerts).
+    (kms,) = [s for s in statements if attr(s, "actions")[0].startswith("kms:")]
+    assert attr(kms, "resources") == ["${aws_kms_key.data.arn}"]
+    assert attr(blocks(kms, "condition")[0], "values") == ["s3.${var.aws_region}.amazonaws.com"]
 
 
 # --- terraform fmt -------------------------------------------------------------------------

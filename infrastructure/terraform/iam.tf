@@ -1,9 +1,11 @@
-# IRSA: one role for the producer, one for the processor (its Spark driver and executors).
+# IRSA: one role for the producer, one for the processor (its Spark driver and executors), one
+# for the alert console and one for the scheduled retraining.
 # Each policy lists the calls the code makes, on the ARNs of this stack only.
 
 locals {
   producer_subjects  = ["system:serviceaccount:${var.k8s_namespace}:${var.producer_service_account}"]
   processor_subjects = [for account in var.processor_service_accounts : "system:serviceaccount:${var.k8s_namespace}:${account}"]
+  retrain_subjects   = ["system:serviceaccount:${var.k8s_namespace}:${var.retrain_service_account}"]
   # Prefixes the processor reads and writes, and the one it only reads.
   processor_rw_prefixes = ["lake", "checkpoints"]
   processor_ro_prefixes = ["models"]
@@ -295,4 +297,84 @@ resource "aws_iam_role_policy" "console" {
   name   = "review-alerts"
   role   = aws_iam_role.console.id
   policy = data.aws_iam_policy_document.console.json
+}
+
+# The scheduled retraining (infrastructure/k8s/base/retrain-cronjob.yaml): ml_model.train reads
+# the lake with delta-rs (list and get under lake/) and puts model.joblib and model_card.json
+# under models/next/, the candidate. It may not write models/current/ (the served model) nor
+# promotions.jsonl: promotion is `python -m ml_model.promote`, run and recorded by a person.
+data "aws_iam_policy_document" "retrain_trust" {
+  statement {
+    sid     = "RetrainServiceAccount"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = local.retrain_subjects
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "retrain" {
+  statement {
+    sid       = "ListTheLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["lake", "lake/*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadTheLake"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/lake/*"]
+  }
+
+  statement {
+    sid       = "WriteTheCandidateModel"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/models/next/*"]
+  }
+
+  # The bucket is encrypted with the data key: Decrypt to read the lake, GenerateDataKey to write.
+  statement {
+    sid       = "UseTheDataKeyThroughS3"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.aws_region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "retrain" {
+  name                 = "${var.name_prefix}-retrain"
+  description          = "IRSA role of the scheduled retraining (${var.k8s_namespace}/${var.retrain_service_account})"
+  assume_role_policy   = data.aws_iam_policy_document.retrain_trust.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "retrain" {
+  name   = "retrain-into-models-next"
+  role   = aws_iam_role.retrain.id
+  policy = data.aws_iam_policy_document.retrain.json
 }

@@ -29,6 +29,11 @@ output "processor_role_arn" {
   value       = aws_iam_role.processor.arn
 }
 
+output "retrain_role_arn" {
+  description = "eks.amazonaws.com/role-arn of the fraud-retrain service account."
+  value       = aws_iam_role.retrain.arn
+}
+
 output "card_token_secret_arn" {
   description = "Secrets Manager secret that holds CARD_TOKEN_KEY (value set out of band)."
   value       = aws_secretsmanager_secret.card_token_key.arn
@@ -51,5 +56,6 @@ output "k8s_overlay" {
     FRAUD_BUCKET       = aws_s3_bucket.lake.bucket
     producer_role_arn  = aws_iam_role.producer.arn
     processor_role_arn = aws_iam_role.processor.arn
+    retrain_role_arn   = aws_iam_role.retrain.arn
   }
 }

@@ -117,6 +117,12 @@ variable "console_service_account" {
   default     = "fraud-console"
 }
 
+variable "retrain_service_account" {
+  description = "Service account of the scheduled retraining CronJob (ml_model.train into models/next)."
+  type        = string
+  default     = "fraud-retrain"
+}
+
 variable "sagemaker_endpoint_name" {
   description = "SageMaker endpoint the processor may invoke (model.scorer = sagemaker); null for none."
   type        = string

@@ -1,6 +1,6 @@
 # AWS resources of the fraud pipeline: Kinesis stream, DynamoDB alerts table, S3 bucket for the
 # lake, checkpoints and models, KMS keys, the Secrets Manager entry for the card tokenisation
-# key, and the IRSA roles of the producer and processor on an existing EKS cluster.
+# key, and the IRSA roles of the workloads on an existing EKS cluster.
 #
 #   terraform init -backend-config=backend.hcl
 #   terraform apply -var-file=environments/dev.tfvars
