@@ -1,5 +1,5 @@
 """Kubernetes manifests for EKS: schemas, kustomize renders, consistency with config/ and the
-image, the two launcher scripts run for real, and checkov.
+image, the scheduled retraining, the two launcher scripts run for real, and checkov.
 
 Schema validation uses kubernetes-validate (strict: unknown fields fail) for the oldest and the
 newest Kubernetes version EKS is expected to run the manifests on.
@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from config.settings import load_config
+from ml_model.train import parse_args as parse_train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "infrastructure" / "k8s"
@@ -37,6 +38,9 @@ SPARK_DEFAULTS = BASE / "spark" / "spark-defaults.conf"
 DOCKERFILE = ROOT / "infrastructure" / "docker" / "Dockerfile"
 KUBERNETES_VERSIONS = ("1.31.0", "1.34.0")
 SECRET_NAME = "fraud-card-token"
+# The pods that tokenise card numbers, and so the only ones given the tokenisation key.
+TOKENISING_PODS = {"Job/fraud-processor", "executor-pod-template"}
+RETRAIN = "fraud-retrain"
 # Every checkov finding that is skipped, with the reason, sits next to the resource as a
 # `checkov.io/skipN` annotation; these are the only checks allowed to be skipped.
 ALLOWED_CHECKOV_SKIPS = {
@@ -61,7 +65,8 @@ def _kubectl() -> str | None:
     )
 
 
-def _kustomize(path: Path) -> list[Doc]:
+def render_kustomization(path: Path) -> list[Doc]:
+    """`kubectl kustomize path` as documents (also used by tests/test_infra_terraform.py)."""
     binary = _kubectl()
     if binary is None:
         pytest.skip("kubectl not installed: cannot render the kustomizations")
@@ -76,7 +81,7 @@ def _kustomize(path: Path) -> list[Doc]:
 def rendered() -> dict[str, list[Doc]]:
     """`kubectl kustomize` of the base and of each overlay."""
     return {
-        name: _kustomize(BASE if name == "base" else K8S / "overlays" / name)
+        name: render_kustomization(BASE if name == "base" else K8S / "overlays" / name)
         for name in ("base", *OVERLAYS)
     }
 
@@ -104,6 +109,9 @@ def _pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
     for doc in docs:
         if doc["kind"] in {"Deployment", "Job"}:
             yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]
+        elif doc["kind"] == "CronJob":
+            template = doc["spec"]["jobTemplate"]["spec"]["template"]
+            yield f"CronJob/{doc['metadata']['name']}", template
     yield "executor-pod-template", yaml.safe_load(EXECUTOR_TEMPLATE.read_text())
 
 
@@ -135,12 +143,17 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 
 def _driver_env(docs: list[Doc]) -> dict[str, str]:
-    """The driver's environment as the kubelet builds it: envFrom first, then env in order."""
-    driver = _driver(docs)
+    return _container_env(docs, _driver(docs))
+
+
+def _container_env(docs: list[Doc], container: Doc) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: envFrom first, then env in order."""
     env: dict[str, str] = {}
-    for source in driver.get("envFrom", []):
-        env.update(_configmap(docs, source["configMapRef"]["name"].rsplit("-", 1)[0]))
-    for item in driver["env"]:
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        generated = re.fullmatch(r"(.+)-[a-z0-9]{10}", name)
+        env.update(_configmap(docs, generated[1] if generated else name))
+    for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = _expand(item["value"], env)
         else:
@@ -159,7 +172,13 @@ MANIFEST_FILES = sorted(
 
 def test_manifest_files_found() -> None:
     names = {p.name for p in MANIFEST_FILES}
-    assert {"namespace.yaml", "processor-job.yaml", "producer.yaml", "rbac.yaml"} <= names
+    assert {
+        "namespace.yaml",
+        "processor-job.yaml",
+        "producer.yaml",
+        "rbac.yaml",
+        "retrain-cronjob.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -175,7 +194,15 @@ def test_manifest_validates(path: Path, version: str) -> None:
 @pytest.mark.parametrize("name", ("base", *OVERLAYS))
 def test_render_validates(rendered: dict[str, list[Doc]], name: str, version: str) -> None:
     kinds = {doc["kind"] for doc in rendered[name]}
-    assert {"Namespace", "Job", "Deployment", "Service", "PodDisruptionBudget", "Role"} <= kinds
+    assert {
+        "Namespace",
+        "Job",
+        "CronJob",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "Role",
+    } <= kinds
     for doc in rendered[name]:
         kubernetes_validate.validate(doc, version, strict=True)
         assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "fraud"
@@ -219,10 +246,11 @@ def test_secret_is_referenced_never_defined(rendered: dict[str, list[Doc]]) -> N
                     if item["name"] == key_env:
                         assert "value" not in item, f"{pod} has the key in clear"
                         assert item["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME
-    processor_pods = [p for p, _ in _pod_specs(rendered["base"]) if "producer" not in p]
+    pods = {pod for pod, _ in _pod_specs(rendered["base"])}
+    assert TOKENISING_PODS < pods
     for pod, template in _pod_specs(rendered["base"]):
         names = {e["name"] for c in template["spec"]["containers"] for e in c.get("env", [])}
-        assert (key_env in names) == (pod in processor_pods), pod
+        assert (key_env in names) == (pod in TOKENISING_PODS), pod
 
 
 # --- pod security and resources ----------------------------------------------------------------
@@ -399,16 +427,36 @@ def test_spark_submit_arguments(rendered: dict[str, list[Doc]], name: str) -> No
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_overlay_sets_image_and_irsa_roles(rendered: dict[str, list[Doc]], name: str) -> None:
     docs = rendered[name]
-    assert _driver(docs)["image"].startswith("111122223333.dkr.ecr.")
+    image = _driver(docs)["image"]
+    assert image.startswith("111122223333.dkr.ecr.")
+    for pod, template in _pod_specs(docs):
+        if pod != "executor-pod-template":  # the driver gives the executors its image
+            assert {c["image"] for c in template["spec"]["containers"]} == {image}, pod
     roles = {
         d["metadata"]["name"]: d["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
         for d in docs
         if d["kind"] == "ServiceAccount"
     }
-    assert set(roles) == {"fraud-producer", "fraud-processor", "fraud-processor-executor"}
+    assert set(roles) == {"fraud-producer", "fraud-processor", "fraud-processor-executor", RETRAIN}
     assert roles["fraud-processor"] == roles["fraud-processor-executor"] != roles["fraud-producer"]
+    assert roles[RETRAIN] not in {roles["fraud-processor"], roles["fraud-producer"]}
     for arn in roles.values():
-        assert re.fullmatch(rf"arn:aws:iam::\d{{12}}:role/fraud-{name}-(producer|processor)", arn)
+        assert re.fullmatch(
+            rf"arn:aws:iam::\d{{12}}:role/fraud-{name}-(producer|processor|retrain)", arn
+        )
+
+
+@pytest.mark.parametrize("name", ("base", *OVERLAYS))
+def test_every_pod_runs_as_a_declared_service_account(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    """No pod falls back to `default`: each names an account of the manifests (and its role)."""
+    docs = rendered[name]
+    accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    used = {pod: template["spec"].get("serviceAccountName") for pod, template in _pod_specs(docs)}
+    for pod, account in used.items():
+        assert account in accounts, f"{pod} runs as {account!r}, not a declared ServiceAccount"
+    assert set(used.values()) == accounts, "a ServiceAccount no pod uses"
 
 
 def test_executor_template_matches_the_driver(rendered: dict[str, list[Doc]]) -> None:
@@ -430,6 +478,118 @@ def test_executor_template_matches_the_driver(rendered: dict[str, list[Doc]]) ->
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [
         int(_spark_defaults()["spark.blockManager.port"])
     ]
+
+
+# --- scheduled retraining -----------------------------------------------------------------------
+
+
+def _retrain(docs: list[Doc]) -> tuple[Doc, Doc, Doc]:
+    """(CronJob spec, Job spec, the train container) of the retraining CronJob."""
+    cron = _find(docs, "CronJob", RETRAIN)["spec"]
+    job = cron["jobTemplate"]["spec"]
+    (container,) = job["template"]["spec"]["containers"]
+    return cron, job, container
+
+
+def _option(args: list[str], name: str) -> str:
+    assert args.count(name) == 1, f"{name} given {args.count(name)} times in {args}"
+    return args[args.index(name) + 1]
+
+
+def _cpus(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_retrain_trains_from_the_lake_into_models_next(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    """It runs ml_model.train on the profile's lake and writes the candidate, never the served
+    model: models/next beside models/current, and no promotion anywhere in the command."""
+    docs = rendered[name]
+    _, _, container = _retrain(docs)
+    command = [*container.get("command", []), *container["args"]]
+    assert "command" not in container, "the image's entrypoint is `python -m`"
+    assert container["args"][0] == "ml_model.train"
+    assert not [arg for arg in command if "promote" in arg]
+    # As the kubelet expands $(VAR) in args, with the pod's environment.
+    env = _container_env(docs, container)
+    args = [_expand(arg, env) for arg in container["args"][1:]]
+    assert _option(args, "--profile") == env["FRAUD_PROFILE"] == "aws"
+    settings = load_config("aws", environ=env)
+    assert _option(args, "--history") == settings.processor.lake_path
+    assert settings.processor.lake_path == f"s3a://{env['FRAUD_BUCKET']}/lake"
+    output = _option(args, "--output")
+    served = settings.model.path
+    assert served == f"s3://{env['FRAUD_BUCKET']}/models/current"
+    assert output == served.rsplit("/", 1)[0] + "/next" != served
+    # The root file system is read-only: no HTML report (it would go to ./reports).
+    assert "--no-report" in args
+    # The options are the ones the training CLI takes (argparse exits 2 on an unknown one).
+    parsed = parse_train_args(args)
+    assert (parsed.history, parsed.output, parsed.no_report) == (
+        settings.processor.lake_path,
+        output,
+        True,
+    )
+
+
+@pytest.mark.parametrize("name", ("base", *OVERLAYS))
+def test_retrain_schedule_runs_one_bounded_job_at_a_time(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    cron, job, container = _retrain(rendered[name])
+    assert len(cron["schedule"].split()) == 5 and cron["timeZone"] == "Etc/UTC"
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert 0 < cron["startingDeadlineSeconds"] <= 6 * 3600
+    assert 0 < cron["successfulJobsHistoryLimit"] <= cron["failedJobsHistoryLimit"] <= 10
+    assert cron.get("suspend", False) is False
+    assert 0 < job["backoffLimit"] <= 5
+    # A stuck run ends long before the next day's run is due.
+    assert 0 < job["activeDeadlineSeconds"] <= 12 * 3600
+    assert job.get("completions", 1) == 1 and job.get("parallelism", 1) == 1
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+    rules = job["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"] == {
+        "containerName": container["name"],
+        "operator": "In",
+        "values": [2],
+    }
+    assert rules[1]["action"] == "Ignore"
+    # Training is one Python process: guaranteed memory, and OpenMP threads for its CPU limit.
+    resources = container["resources"]
+    assert resources["requests"]["memory"] == resources["limits"]["memory"]
+    assert re.fullmatch(r"[2-9]Gi|1[0-6]Gi", resources["limits"]["memory"])
+    env = _container_env(rendered[name], container)
+    assert int(env["OMP_NUM_THREADS"]) == _cpus(resources["limits"]["cpu"])
+
+
+def _selects(policy: Doc, labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    assert "matchExpressions" not in selector, "only matchLabels selectors are checked here"
+    return bool(selector.get("matchLabels", {}).items() <= labels.items())
+
+
+def test_retrain_runs_as_its_own_account_and_reaches_s3(rendered: dict[str, list[Doc]]) -> None:
+    docs = rendered["base"]
+    _, job, _ = _retrain(docs)
+    spec = job["template"]["spec"]
+    assert spec["serviceAccountName"] == RETRAIN
+    account = _find(docs, "ServiceAccount", RETRAIN)
+    assert account["metadata"]["name"] == RETRAIN
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("-retrain")
+    other_pods = [t for pod, t in _pod_specs(docs) if not pod.endswith(RETRAIN)]
+    assert RETRAIN not in {t["spec"]["serviceAccountName"] for t in other_pods}
+    # No Kubernetes API rights and no API token.
+    bound = {s["name"] for d in docs if d["kind"] == "RoleBinding" for s in d["subjects"]}
+    assert RETRAIN not in bound
+    assert spec["automountServiceAccountToken"] is False
+    # Network: ingress denied (it serves nothing); egress, to S3, left open by every policy.
+    labels = job["template"]["metadata"]["labels"]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy" and _selects(d, labels)]
+    assert [p["metadata"]["name"] for p in policies] == ["default-deny-ingress"]
+    for policy in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        assert "Egress" not in policy["spec"]["policyTypes"], policy["metadata"]["name"]
 
 
 # --- the two launcher scripts, run with stand-ins for java and python ----------------------------

@@ -1,12 +1,13 @@
 """Terraform for AWS, checked without the terraform binary: parsed with python-hcl2, every
 reference resolves, IAM grants only what the code calls, names come from variables and agree
-with config/ and the Kubernetes overlays, and checkov passes. `terraform fmt -check` runs
-when the binary is installed.
+with config/ and the Kubernetes overlays (every ServiceAccount there maps to a role whose trust
+policy names it), and checkov passes. `terraform fmt -check` runs when the binary is installed.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import re
 import shutil
@@ -21,11 +22,15 @@ import hcl2
 import pytest
 import yaml
 
+import ml_model.history
+import ml_model.train
 from config.settings import load_config
-from ml_model.artifacts import CARD_FILE, MODEL_FILE
+from ml_model.artifacts import CARD_FILE, MODEL_FILE, write_artifacts
+from tests.test_infra_k8s import render_kustomization
 
 ROOT = Path(__file__).resolve().parents[1]
 TF = ROOT / "infrastructure" / "terraform"
+K8S_BASE = ROOT / "infrastructure" / "k8s" / "base"
 OVERLAYS = ROOT / "infrastructure" / "k8s" / "overlays"
 ENVIRONMENTS = ("dev", "prod")
 
@@ -481,16 +486,16 @@ def test_trust_policies_name_the_service_accounts(
 
 
 def test_service_accounts_match_the_manifests(tf: dict[str, dict[str, Body]]) -> None:
-    base = ROOT / "infrastructure" / "k8s" / "base"
     accounts = {
         d["metadata"]["name"]
-        for d in yaml.safe_load_all((base / "serviceaccounts.yaml").read_text())
+        for d in yaml.safe_load_all((K8S_BASE / "serviceaccounts.yaml").read_text())
     }
-    namespace = yaml.safe_load((base / "kustomization.yaml").read_text())["namespace"]
+    namespace = yaml.safe_load((K8S_BASE / "kustomization.yaml").read_text())["namespace"]
     assert attr(tf["variable"]["k8s_namespace"], "default") == namespace
     producer = attr(tf["variable"]["producer_service_account"], "default")
     processor = attr(tf["variable"]["processor_service_accounts"], "default")
-    assert {producer, *processor} == accounts
+    retrain = attr(tf["variable"]["retrain_service_account"], "default")
+    assert {producer, *processor, retrain} == accounts
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -505,16 +510,104 @@ def test_tfvars_match_the_overlay(tf: dict[str, dict[str, Body]], env: str) -> N
         "FRAUD_ALERTS_TABLE": values["alerts_table_name"],
         "FRAUD_BUCKET": values["bucket_name"],
     }
-    role_names = {
-        "producer": attr(tf["resource"]["aws_iam_role.producer"], "name"),
-        "processor": attr(tf["resource"]["aws_iam_role.processor"], "name"),
+
+
+# --- IRSA: every ServiceAccount of the manifests against the roles' trust policies -----------
+
+Scope = dict[str, Any]
+
+
+def _variables(tf: dict[str, dict[str, Body]], env: str) -> Scope:
+    """`var.*` as `terraform apply -var-file=environments/<env>.tfvars` sees them."""
+    values = {name: attr(body, "default") for name, body in tf["variable"].items()}
+    return {f"var.{name}": value for name, value in (values | _tfvars(env)).items()}
+
+
+def _interpolate(text: str, scope: Scope) -> str:
+    def value(match: re.Match[str]) -> str:
+        assert match[1] in scope, f"cannot evaluate ${{{match[1]}}} in {text!r}"
+        return str(scope[match[1]])
+
+    result = re.sub(r"\$\{([a-z_][a-z0-9_.]*)\}", value, text)
+    assert "${" not in result, f"cannot evaluate {text!r}"
+    return result
+
+
+def _evaluate(tf: dict[str, dict[str, Body]], value: Any, scope: Scope) -> list[str]:
+    """A list of strings as Terraform computes it, for the expressions trust policies use:
+    literals, `${var.x}` templates, `local.x`, and `[for a in var.list : "...${a}..."]`.
+    Anything else fails the test rather than being guessed."""
+    if isinstance(value, list):
+        return [item for element in value for item in _evaluate(tf, element, scope)]
+    assert isinstance(value, str), value
+    local = re.fullmatch(r"\$\{local\.(\w+)\}", value)
+    if local:
+        return _evaluate(tf, attr(tf["locals"], local[1]), scope)
+    loop = re.fullmatch(r'\$\{\[for (\w+) in (var\.\w+) : "(.*)"\]\}', value, flags=re.DOTALL)
+    if loop:
+        name, items, template = loop.groups()
+        return [_interpolate(template, scope | {name: item}) for item in scope[items]]
+    return [_interpolate(value, scope)]
+
+
+def _irsa_roles(tf: dict[str, dict[str, Body]], env: str) -> dict[str, set[str]]:
+    """{IAM role name in `env`: the `system:serviceaccount:<ns>:<name>` its trust accepts}."""
+    scope = _variables(tf, env)
+    roles = {}
+    for key, role in tf["resource"].items():
+        if not key.startswith("aws_iam_role."):
+            continue
+        trust = re.fullmatch(
+            r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", attr(role, "assume_role_policy")
+        )
+        assert trust, f"{key}: the trust policy is not an aws_iam_policy_document"
+        subjects: set[str] = set()
+        for statement in _statements(tf, trust[1]):
+            assert attr(statement, "actions") == ["sts:AssumeRoleWithWebIdentity"], key
+            principal = blocks(statement, "principals")[0]
+            assert attr(principal, "identifiers") == ["${var.oidc_provider_arn}"], key
+            conditions = {attr(c, "variable"): c for c in blocks(statement, "condition")}
+            # Without an exact `sub` any service account of the cluster could take the role.
+            sub = conditions["${local.oidc_issuer}:sub"]
+            assert attr(sub, "test") == "StringEquals", key
+            assert attr(conditions["${local.oidc_issuer}:aud"], "values") == ["sts.amazonaws.com"]
+            subjects.update(_evaluate(tf, attr(sub, "values"), scope))
+        roles[_interpolate(attr(role, "name"), scope)] = subjects
+    return roles
+
+
+def test_trust_subjects_are_evaluated(tf: dict[str, dict[str, Body]]) -> None:
+    """The evaluator above reads what the trust policies say (so the test below can trust it)."""
+    roles = _irsa_roles(tf, "dev")
+    assert roles["fraud-dev-processor"] == {
+        "system:serviceaccount:fraud:fraud-processor",
+        "system:serviceaccount:fraud:fraud-processor-executor",
     }
-    accounts = list(yaml.safe_load_all((OVERLAYS / env / "serviceaccounts.yaml").read_text()))
+    assert roles["fraud-dev-retrain"] == {"system:serviceaccount:fraud:fraud-retrain"}
+    assert all(len(subjects) >= 1 for subjects in roles.values())
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_service_account_maps_to_a_role_that_trusts_it(
+    tf: dict[str, dict[str, Body]], env: str
+) -> None:
+    """Each ServiceAccount `kubectl apply -k overlays/<env>` creates names, in its IRSA
+    annotation, a role of this stack (with <env>.tfvars) whose trust policy accepts exactly
+    that namespace and account. A renamed account, namespace or role fails here, not in EKS."""
+    roles = _irsa_roles(tf, env)
+    account_id = re.search(r"::(\d{12}):", _tfvars(env)["oidc_provider_arn"])
+    assert account_id
+    accounts = [d for d in render_kustomization(OVERLAYS / env) if d["kind"] == "ServiceAccount"]
+    assert accounts
     for account in accounts:
-        arn = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-        role = "producer" if account["metadata"]["name"] == "fraud-producer" else "processor"
-        expected = role_names[role].replace("${var.name_prefix}", values["name_prefix"])
-        assert arn.endswith(f":role/{expected}"), arn
+        meta = account["metadata"]
+        arn = meta.get("annotations", {}).get("eks.amazonaws.com/role-arn")
+        assert arn, f"ServiceAccount {meta['name']} has no IRSA role"
+        role = re.fullmatch(rf"arn:aws:iam::{account_id[1]}:role/([\w+=,.@-]+)", arn)
+        assert role, f"{meta['name']}: {arn} is not a role of account {account_id[1]}"
+        assert role[1] in roles, f"{meta['name']}: no aws_iam_role is named {role[1]}"
+        subject = f"system:serviceaccount:{meta['namespace']}:{meta['name']}"
+        assert subject in roles[role[1]], f"{role[1]} trusts {roles[role[1]]}, not {subject}"
 
 
 # --- the retraining role: reads the lake, writes models/next only ---------------------------
@@ -586,6 +679,41 @@ def test_retrain_role_writes_only_the_candidate_model(tf: dict[str, dict[str, Bo
     (kms,) = [s for s in statements if attr(s, "actions")[0].startswith("kms:")]
     assert attr(kms, "resources") == ["${aws_kms_key.data.arn}"]
     assert attr(blocks(kms, "condition")[0], "values") == ["s3.${var.aws_region}.amazonaws.com"]
+
+
+def _retrain_args() -> list[str]:
+    (cron,) = [
+        d
+        for d in yaml.safe_load_all((K8S_BASE / "retrain-cronjob.yaml").read_text())
+        if d["kind"] == "CronJob"
+    ]
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args: list[str] = container["args"]
+    return args
+
+
+def test_retrain_role_covers_what_the_cronjob_runs(tf: dict[str, dict[str, Body]]) -> None:
+    """The paths the CronJob passes and the AWS calls training makes are what the role grants."""
+    statements = _statements(tf, "retrain")
+    args = _retrain_args()
+    bucket = "$(FRAUD_BUCKET)"
+    output = args[args.index("--output") + 1]
+    history = args[args.index("--history") + 1]
+    assert output.startswith(f"s3://{bucket}/") and history.startswith(f"s3a://{bucket}/")
+    prefix = output.removeprefix(f"s3://{bucket}/").strip("/")
+    assert prefix == "models/next"
+    for name in (MODEL_FILE, CARD_FILE):
+        assert _allows(statements, "s3:PutObject", f"{prefix}/{name}")
+    lake = history.removeprefix(f"s3a://{bucket}/").strip("/")
+    log = f"{lake}/transactions/_delta_log/"
+    assert _allows(statements, "s3:ListBucket", None, s3_prefix=log)
+    assert _allows(statements, "s3:GetObject", f"{log}00000000000000000000.json")
+    # boto3 calls on training's path (delta-rs reads the lake with its own client).
+    code = "".join(inspect.getsource(m) for m in (ml_model.train, ml_model.history))
+    code += inspect.getsource(write_artifacts)
+    calls = {name for name in re.findall(r"\.([a-z_0-9]+)\(", code) if name in BOTO3_ACTIONS}
+    assert calls == {"put_object"}
+    assert {BOTO3_ACTIONS[call] for call in calls} <= _actions(statements)
 
 
 # --- terraform fmt -------------------------------------------------------------------------
