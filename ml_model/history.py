@@ -25,6 +25,7 @@ import pandas as pd
 from config.exceptions import ContractError
 from config.lake import delta_uri, options_for
 from config.settings import AwsSettings, load_config
+from ml_model.features.definitions import LABEL_DELAY
 from ml_model.features.events import FEATURE_INPUTS
 from producer.contract import ID_FIELD, Invalid, parse_event_time, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
@@ -162,6 +163,62 @@ def load_history(
             return jsonl_history(path, drops), f"JSONL {source}"
     drops.lines += len(history)
     return history, description
+
+
+@dataclass(frozen=True)
+class ArrivedLabels:
+    """How a history's transactions were labelled from the chargebacks it holds."""
+
+    as_of: pd.Timestamp  # labels (and events) known at this moment
+    label_delay: pd.Timedelta  # a transaction this old without a chargeback counts as genuine
+    fraud: int  # transactions whose latest arrived chargeback confirms fraud
+    genuine: int  # confirmed genuine, or old enough without a chargeback
+    pending: int  # younger than the label delay and no chargeback yet: no label
+
+
+def labels_as_of(
+    history: pd.DataFrame, as_of: pd.Timestamp | None = None, label_delay_ms: int = LABEL_DELAY
+) -> tuple[pd.DataFrame, ArrivedLabels]:
+    """The history as it was known at `as_of` (default: its newest event), labelled only by
+    the chargebacks that had arrived by then, as production learns of fraud.
+
+    A transaction is fraud when the latest of its arrived chargebacks confirms it, genuine
+    when that one clears it or when none arrived although it is at least `label_delay_ms` old,
+    and unlabelled otherwise (it still feeds the features of the others). Events after `as_of`
+    are dropped; a label field carried by the events themselves is ignored, except for the
+    scenario name of a fraud (kept for the per-scenario evaluation).
+    """
+    as_of = history["event_time"].max() if as_of is None else as_of
+    delay = pd.Timedelta(milliseconds=label_delay_ms)
+    known = history[history["event_time"] <= as_of].copy()
+    chargebacks = known[known["event_type"] == "chargeback"].sort_values(
+        ["event_time", "chargeback_id"], kind="stable"
+    )
+    verdicts = chargebacks.drop_duplicates("transaction_id", keep="last").set_index(
+        "transaction_id"
+    )["confirmed_fraud"]
+    is_tx = known["event_type"] == "transaction"
+    reported = known.loc[is_tx, "transaction_id"].map(verdicts)
+    old_enough = known.loc[is_tx, "event_time"] <= as_of - delay
+    labels = pd.Series(
+        [
+            bool(verdict) if pd.notna(verdict) else (False if mature else None)
+            for verdict, mature in zip(reported, old_enough, strict=True)
+        ],
+        index=reported.index,
+        dtype=object,
+    )
+    known["label_is_fraud"] = None
+    known.loc[is_tx, "label_is_fraud"] = labels
+    known.loc[known["label_is_fraud"] != True, "label_fraud_scenario"] = None  # noqa: E712
+    counts = labels.value_counts(dropna=False)
+    return known.reset_index(drop=True), ArrivedLabels(
+        as_of=as_of,
+        label_delay=delay,
+        fraud=int(counts.get(True, 0)),
+        genuine=int(counts.get(False, 0)),
+        pending=int(labels.isna().sum()),
+    )
 
 
 def event_ids(frame: pd.DataFrame) -> pd.Series:
