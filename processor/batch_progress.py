@@ -45,6 +45,9 @@ class BatchProgress:
     # PSI per feature and of the score ("fraud_score") over the drift monitor's window as of
     # this batch (processor/drift.py); empty without a monitor or while its window fills.
     psi: dict[str, float] = field(default_factory=dict)
+    # Terminal events still waiting for a backlogged shard after this batch
+    # (processor/engine/ordering.py); their transactions are written by a later batch.
+    held: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -71,6 +74,7 @@ def batch_progress(
         written=dict(counts.counts),
         timings_ms=dict(counts.timings_ms),
         psi=dict(counts.psi),
+        held=counts.held,
     )
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from ml_model.features import FEATURE_NAMES
 from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
+from processor.engine.ordering import backlogged_shards, batch_source_offset
 from processor.hadoop_files import read_text
 from processor.lake_tables import (
     CHALLENGER_COLUMNS,
@@ -94,6 +95,8 @@ class BatchCounts:
     late: int = 0  # events behind the watermark (scored and written all the same)
     duplicates: int = 0  # re-sent copies dropped
     watermark_ms: int | None = None
+    # Terminal events waiting for a backlogged shard to catch up (processor/engine/ordering.py).
+    held: int = 0
     state_bytes: int = 0  # the engine's changelog or snapshot for this batch
     # Where the batch's time went: collect, engine, score, alerts, delta, state (ms).
     timings_ms: dict[str, int] = field(default_factory=dict)
@@ -181,7 +184,8 @@ class LakeWriter:
         clock = _Stopwatch()
         rows = batch.toArrow().to_pylist()
         clock.lap("collect")
-        result = self.engine.process(rows, batch_id)
+        backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
+        result = self.engine.process(rows, batch_id, backlogged)
         clock.lap("engine")
         transactions = result.transactions
         schema = TRANSACTION_TABLE
@@ -218,6 +222,7 @@ class LakeWriter:
         self.stats.late = result.late
         self.stats.duplicates = result.duplicates
         self.stats.watermark_ms = result.watermark_ms
+        self.stats.held = result.held
         self.stats.state_bytes = state_bytes
         self.stats.timings_ms = clock.laps
         self.stats.dead_letter_reasons = dict(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from ml_model.artifacts import CARD_FILE
 from ml_model.features import FEATURE_NAMES, compute_features, from_row
 from ml_model.history import _frame, _row
 from processor.alerts import AlertWriter, scan_alerts
+from processor.batch_progress import read_progress
+from processor.checkpoint_files import CheckpointFiles
 from processor.job import ingest, lake_writer, scoring_writer, transform, write
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
@@ -30,27 +34,48 @@ def test_stream_features_scores_and_alerts(
     spark: Any, settings: Settings, trained_model: Path
 ) -> None:
     settings = settings.with_overrides(
-        kinesis={"shard_count": 1},
-        processor={"max_records_per_shard": 700},
+        kinesis={"shard_count": 4},
+        processor={"max_records_per_shard": 250},
         model={"path": str(trained_model)},
     )
-    # Dense history for few cards and terminals, so state matters; event-time order on one
-    # shard, so the stream sees exactly the order training does (see README: event time).
+    # Dense history for few cards and terminals, so state matters.
     generator = TransactionGenerator(
         GeneratorOptions(
             seed=21, num_transactions=2_000, fraud_rate=0.03, num_customers=120, num_terminals=40
         )
     )
-    records = sorted(generator.records(), key=lambda r: json.loads(r.data)["event_time"])
+    records = list(generator.records())
     kinesis = make_client("kinesis", settings.aws)
-    ensure_stream(kinesis, settings.kinesis.stream_name, 1)
+    ensure_stream(kinesis, settings.kinesis.stream_name, 4)
     ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
-    # PutRecords calls in event-time order (the producer's writer holds back a card's second
-    # record for the next call, which reorders dense history beyond the 10-minute watermark).
-    for start in range(0, len(records), 500):
-        chunk = records[start : start + 500]
-        entries = [{"Data": r.data, "PartitionKey": r.partition_key} for r in chunk]
-        response = kinesis.put_records(StreamName=settings.kinesis.stream_name, Records=entries)
+    # Four shards holding 10%, 20%, 30% and 40% of the cards, each in event-time order (as a
+    # producer writes a shard), sent in a shuffled interleaving. Read 250 per shard per batch,
+    # the sparse shards run days ahead of the dense ones in event time, and every terminal
+    # sees cards of all four: its features must not depend on which shard was read first.
+    shards = [
+        int(shard["HashKeyRange"]["StartingHashKey"])
+        for shard in kinesis.list_shards(StreamName=settings.kinesis.stream_name)["Shards"]
+    ]
+    by_shard: list[list[Any]] = [[] for _ in shards]
+    for record in sorted(records, key=lambda r: json.loads(r.data)["event_time"]):
+        share = zlib.crc32(record.partition_key.encode()) % 10
+        by_shard[(share >= 1) + (share >= 3) + (share >= 6)].append(record)
+    rng = random.Random(5)
+    interleaved = [shard for shard, rows in enumerate(by_shard) for _ in rows]
+    rng.shuffle(interleaved)
+    cursors = [iter(rows) for rows in by_shard]
+    entries = [
+        {
+            "Data": (record := next(cursors[shard])).data,
+            "PartitionKey": record.partition_key,
+            "ExplicitHashKey": str(shards[shard]),
+        }
+        for shard in interleaved
+    ]
+    for start in range(0, len(entries), 500):
+        response = kinesis.put_records(
+            StreamName=settings.kinesis.stream_name, Records=entries[start : start + 500]
+        )
         assert response["FailedRecordCount"] == 0
 
     alerts = AlertWriter(settings)
@@ -76,6 +101,8 @@ def test_stream_features_scores_and_alerts(
         for tx in got.index[~((got[name] == want[name]) | (got[name].isna() & want[name].isna()))]
     ]
     assert not differ, f"{len(differ)} features differ, e.g. {differ[:5]}"
+    held = [p.held for p in read_progress(CheckpointFiles.of(settings))]
+    assert max(held) > 0 and held[-1] == 0, held  # terminal events waited, then all went out
     assert_df_equality(
         scored.select("transaction_id", *FEATURE_NAMES),
         spark.createDataFrame(expected),

@@ -9,8 +9,11 @@ memory (processor/engine/state.py keeps it on disk per batch id). Per batch:
    order (shard, sequence number), so a replay decides the same.
 2. **Lateness** against the watermark at the batch's start (processor/engine/watermark.py):
    a late event is still scored and written, flagged `late` with its lateness.
-3. **Features** with the same pure functions as training (ml_model/features): each card's and
-   terminal's events of the batch in event-key order, on that entity's state.
+3. **Features** with the same pure functions as training (ml_model/features): each card's
+   events of the batch in event-key order, on that card's state (a card's events share a shard,
+   which keeps their order). A terminal's events wait until no backlogged shard can still
+   deliver an earlier one (processor/engine/ordering.py), then are applied in event-key order;
+   a transaction is written once its terminal features are known.
 4. **State upkeep**: the watermark advances, entities idle past their retention and ids past
    the dedupe retention are evicted, through a day-bucketed index (cost follows the work).
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +37,8 @@ from ml_model.features.definitions import (
     TERMINAL_RETENTION,
 )
 from ml_model.features.events import FeatureEvent
-from processor.engine.state import Changes, EngineState, SeenId, StateStore
+from processor.engine.ordering import release_mark
+from processor.engine.state import Changes, EngineState, HeldEvent, SeenId, StateStore
 from processor.engine.watermark import advance, combined, epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -55,13 +60,15 @@ class EngineSettings:
 class BatchResult:
     """One batch's rows per destination, and what was decided about them."""
 
-    transactions: list[Row] = field(default_factory=list)  # with features, late, lateness_ms
+    # with features, late, lateness_ms: this batch's and earlier ones' released by this batch
+    transactions: list[Row] = field(default_factory=list)
     auth_events: list[Row] = field(default_factory=list)
     labels: list[Row] = field(default_factory=list)
     dead_letters: list[Row] = field(default_factory=list)
     duplicates: int = 0
     late: int = 0
     watermark_ms: int | None = None
+    held: int = 0  # terminal events still waiting for the release mark after this batch
 
 
 def _stream_order(row: Row) -> tuple[str, int, str, int]:
@@ -112,8 +119,14 @@ class FeatureEngine:
         self._expiry[expires_ms // DAY + 1].add((kind, key))
 
     # ------------------------------------------------------------------ one batch
-    def process(self, rows: list[Row], batch_id: int) -> BatchResult:
-        """Decide batch `batch_id`. Call `commit` after its sinks succeeded."""
+    def process(
+        self, rows: list[Row], batch_id: int, backlogged: Collection[str] = ()
+    ) -> BatchResult:
+        """Decide batch `batch_id`. Call `commit` after its sinks succeeded.
+
+        `backlogged`: the shards this batch did not read to their tip (its source offset);
+        terminal events after the slowest of them wait for a later batch.
+        """
         state = self._state_before(batch_id)
         self.state = None  # out of step until commit: a failure forces a reload
         self._changes = Changes()
@@ -142,16 +155,6 @@ class FeatureEngine:
             row["lateness_ms"] = lateness if row["late"] else None
             result.late += int(row["late"])
             valid.append(row)
-        features = self._features(state, valid)
-        for row in valid:
-            kind = row["event_type"]
-            if kind == "transaction":
-                row.update(features[row["event_id"]])
-                result.transactions.append(row)
-            elif kind == "auth":
-                result.auth_events.append(row)
-            else:
-                result.labels.append(row)
         state.shards = advance(
             state.shards,
             (
@@ -163,6 +166,16 @@ class FeatureEngine:
                 for row in valid
             ),
         )
+        release = release_mark(state.shards, backlogged, watermark)
+        transactions = self._features(state, valid, release)
+        result.transactions = transactions
+        result.held = len(state.held)
+        for row in valid:
+            kind = row["event_type"]
+            if kind == "auth":
+                result.auth_events.append(row)
+            elif kind != "transaction":
+                result.labels.append(row)
         result.watermark_ms = combined(
             state.shards, self.settings.watermark_delay_ms, self.settings.idle_shard_timeout_ms
         )
@@ -181,25 +194,63 @@ class FeatureEngine:
         return written
 
     # ------------------------------------------------------------------ pieces
-    def _features(self, state: EngineState, valid: list[Row]) -> dict[str, dict[str, float]]:
-        grouped: dict[tuple[str, str], list[FeatureEvent]] = defaultdict(list)
+    def _features(self, state: EngineState, valid: list[Row], release: int | None) -> list[Row]:
+        """Card features now; terminal events held until `release`; the transactions whose
+        features are complete, in event-key order (held ones of earlier batches included)."""
+        by_card: dict[str, list[FeatureEvent]] = defaultdict(list)
+        complete: list[tuple[FeatureEvent, Row]] = []
         for row in valid:
             event = from_row(row)
-            for kind in ENTITIES_OF[row["event_type"]]:
-                entity = event.card if kind == CARD else event.terminal
-                if entity is not None:
-                    grouped[(kind, entity)].append(event)
-        out: dict[str, dict[str, float]] = defaultdict(dict)
-        for (kind, entity), events in grouped.items():
-            fresh, update, _ = ENTITY_KINDS[kind]
-            table = state.cards if kind == CARD else state.terminals
-            changes = self._changes.cards if kind == CARD else self._changes.terminals
+            kinds = ENTITIES_OF[row["event_type"]]
+            if CARD in kinds and event.card is not None:
+                by_card[event.card].append(event)
+            if TERMINAL in kinds and event.terminal is not None:
+                held = HeldEvent(event, row if row["event_type"] == "transaction" else None)
+                state.held[row["dedupe_key"]] = self._changes.held[row["dedupe_key"]] = held
+            elif row["event_type"] == "transaction":
+                complete.append((event, row))  # no terminal: nothing to wait for
+        card_features: dict[str, dict[str, float]] = defaultdict(dict)
+        self._update(state, CARD, by_card, card_features)
+        for row in valid:  # a held transaction keeps its card features in its row
+            if row["event_type"] == "transaction":
+                row.update(card_features[row["event_id"]])
+        due = [
+            key
+            for key, held in state.held.items()
+            if release is None or held.event.time_ms < release
+        ]
+        by_terminal: dict[str, list[FeatureEvent]] = defaultdict(list)
+        for key in due:
+            held = state.held.pop(key)
+            self._changes.held[key] = None
+            assert held.event.terminal is not None
+            by_terminal[held.event.terminal].append(held.event)
+            if held.row is not None:
+                complete.append((held.event, held.row))
+        terminal_features: dict[str, dict[str, float]] = defaultdict(dict)
+        self._update(state, TERMINAL, by_terminal, terminal_features)
+        complete.sort(key=lambda pair: pair[0].key)
+        for event, row in complete:
+            row.update(terminal_features[event.event_id])
+        return [row for _, row in complete]
+
+    def _update(
+        self,
+        state: EngineState,
+        kind: str,
+        grouped: dict[str, list[FeatureEvent]],
+        out: dict[str, dict[str, float]],
+    ) -> None:
+        """Apply each entity's events (in event-key order) to its state, collecting features."""
+        fresh, update, _ = ENTITY_KINDS[kind]
+        table = state.cards if kind == CARD else state.terminals
+        changes = self._changes.cards if kind == CARD else self._changes.terminals
+        for entity, events in grouped.items():
             current, produced = update(table.get(entity) or fresh(), events)
             table[entity] = changes[entity] = current
             self._schedule(kind, entity, current["max"] + RETENTION[kind])
             for event, values in produced:
                 out[event.event_id].update(values)
-        return out
 
     def _evict(self, state: EngineState, watermark: int) -> None:
         """Drop what the watermark has passed: idle entities, ids past the dedupe retention."""

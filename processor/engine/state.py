@@ -1,8 +1,9 @@
 """The engine's state and how it is kept: in memory between batches, on disk per batch id.
 
 Batch N leaves a changelog `engine_state/<N>.changes`: the new state of every entity it touched
-(or None for one it evicted), the ids it added to or dropped from the dedupe index, and the shard
-marks. Every SNAPSHOT_EVERY batches it leaves a full `engine_state/<N>.snapshot` instead. A
+(or None for one it evicted), the ids it added to or dropped from the dedupe index, the terminal
+events it held back or released (processor/engine/ordering.py), and the shard marks. Every
+SNAPSHOT_EVERY batches it leaves a full `engine_state/<N>.snapshot` instead. A
 driver that starts (or a batch that finds its memory out of step) loads the newest snapshot at or
 before N-1 and applies the changelogs after it, up to N-1: what batch N-1 left, never what an
 earlier attempt of batch N wrote. Writing costs what the batch touched, not the whole state.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from config.exceptions import StateFormatError
+from ml_model.features.events import FeatureEvent
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine.watermark import ShardMark
 
@@ -40,6 +42,14 @@ class SeenId(NamedTuple):
     event_ms: int
 
 
+class HeldEvent(NamedTuple):
+    """A terminal event waiting for the release mark; a transaction keeps its row (card
+    features included) until its terminal features are computed and it is written."""
+
+    event: FeatureEvent
+    row: dict[str, Any] | None
+
+
 @dataclass
 class EngineState:
     """Everything a batch's decisions depend on besides its own input."""
@@ -50,6 +60,12 @@ class EngineState:
     # dedupe key ("transaction:<id>") -> (payload digest, event time ms) of its first copy
     seen: dict[str, SeenId] = field(default_factory=dict)
     shards: dict[str, ShardMark] = field(default_factory=dict)
+    # dedupe key -> a terminal event not yet applied (the release mark has not passed it)
+    held: dict[str, HeldEvent] = field(default_factory=dict)
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        # A file written before `held` existed has nothing held.
+        self.__dict__.update({"held": {}, **saved})
 
 
 @dataclass
@@ -59,6 +75,11 @@ class Changes:
     cards: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     terminals: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     seen: dict[str, SeenId | None] = field(default_factory=dict)
+    held: dict[str, HeldEvent | None] = field(default_factory=dict)
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        # A file written before `held` existed has nothing held.
+        self.__dict__.update({"held": {}, **saved})
 
 
 def apply_changes(state: EngineState, changes: Changes) -> None:
@@ -66,6 +87,7 @@ def apply_changes(state: EngineState, changes: Changes) -> None:
         (state.cards, changes.cards),
         (state.terminals, changes.terminals),
         (state.seen, changes.seen),
+        (state.held, changes.held),
     ):
         for key, value in updates.items():
             if value is None:

@@ -4,7 +4,10 @@ Offsets are plain dicts; an offset always means "the next record to read":
 `{"position": {"type": "TRIM_HORIZON"} | {"type": "AT_TIMESTAMP", "timestampMs": n},
   "shards": {shardId: {"after": sequenceNumber | None, "closed": bool}}}`.
 `after` is the last Kinesis record already delivered (None: start at `position`); `closed`
-means the shard is closed and was read to its end, so its children may start.
+means the shard is closed and was read to its end, so its children may start; `caughtUp` says
+whether the batch read the shard to its tip (False: records were left for later batches, the
+shard has a backlog). The engine holds terminal features back for backlogged shards
+(processor/engine/ordering.py); being part of the offset, the flag is the same on a replay.
 
 Design (docs/decisions/0003-kinesis-source-offsets.md): the driver probes each shard to fix the
 batch's end sequence numbers (a batch is then fully determined by its offsets, so a replay reads
@@ -135,7 +138,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if budget <= 0:
                 continue
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
-            records, closed, reader = self._probe(
+            records, closed, caught_up, reader = self._probe(
                 shard_id, state["after"], position, budget, shard_id in closed_shards
             )
             fetched += reader.fetched
@@ -146,6 +149,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     self._handoff[(shard_id, state["after"], end)] = records
                 state["after"] = end
             state["closed"] = closed
+            state["caughtUp"] = caught_up
         log_fetched(self.options, "driver", fetched)
         return {"position": position, "shards": shards_state}
 
@@ -156,11 +160,15 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         position: dict[str, Any],
         budget: int,
         shard_closed: bool,
-    ) -> tuple[list[tuple[bytes, str, str, float]], bool, ShardReader]:
-        """Read up to `budget` records; also says whether the shard is now exhausted.
+    ) -> tuple[list[tuple[bytes, str, str, float]], bool, bool, ShardReader]:
+        """Read up to `budget` records; also says whether the shard is now exhausted, and
+        whether it was read to its tip (caught up).
 
         Exhausted: GetRecords ended the shard (no next iterator), or ListShards reports it
-        closed and a read from our position is empty and not behind.
+        closed and a read from our position is empty and not behind. Caught up: exhausted, or
+        a read came back empty and not behind, or (AvailableNow) the next record arrived after
+        the run's cut. A read that stopped on its budget is not caught up, even if the budget
+        happened to end exactly at the tip: the next batch finds out.
         """
         reader = ShardReader(self._kinesis(), self.options, shard_id, after, position)
         records: list[tuple[bytes, str, str, float]] = []
@@ -171,23 +179,23 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 kept = [r for r in map(_compact, batch) if r[3] * 1000 <= self._target_ms]
                 if len(kept) < len(batch):
                     records.extend(kept)
-                    return records, False, reader
+                    return records, False, True, reader
                 records.extend(kept)
             else:
                 records.extend(map(_compact, batch))
             if reader.closed:
                 # Closed and read to its end, unless the budget stopped us first.
-                return records, True, reader
+                return records, True, True, reader
             if not batch:
                 empty += 1
                 caught_up = reader.millis_behind_latest == 0
                 if caught_up and shard_closed:
-                    return records, True, reader
+                    return records, True, True, reader
                 if empty >= (_EMPTY_CALLS_WHEN_CAUGHT_UP if caught_up else _EMPTY_CALLS_MAX):
-                    break
+                    return records, False, caught_up, reader
             else:
                 empty = 0
-        return records, False, reader
+        return records, False, False, reader
 
     def reportLatestOffset(self) -> dict[str, Any] | None:
         """Shown in the query progress as the source's latest offset: the per-shard lag."""
