@@ -2,13 +2,35 @@
 
 The processor's lake path is a folder or an `s3a://` URI (Hadoop's scheme); delta-rs
 (`deltalake`) speaks `s3://` and takes the endpoint, region and credentials as storage options,
-so the training history, the alert console and model comparison read the same tables the job
-writes, for whichever profile they were started with, without a JVM.
+so the job's lake commits (processor/lake_commit.py), the training history, the alert console
+and model comparison reach the same tables for whichever profile they were started with,
+without a JVM.
 """
 
 from __future__ import annotations
 
-from config.settings import AwsSettings
+from typing import Protocol
+
+# A commit file is put with `If-None-Match: *` (object_store's conditional put; AWS S3 honours
+# it since 2024-08, moto too), so two writers of one version cannot overwrite each other: the
+# second gets a conflict and retries on the new version, or fails on the same writer id. The
+# unsafe-rename mode (delta-rs's S3 backend without that check) is refused even when the
+# environment asks for it (AWS_S3_ALLOW_UNSAFE_RENAME): storage options win over the
+# environment. ADR 0016.
+COMMIT_OPTIONS = {"conditional_put": "etag", "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
+
+
+class S3Access(Protocol):
+    """Where S3 is and who calls it: `AwsSettings`, or the same fields held by another object."""
+
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def endpoint_url(self) -> str | None: ...
+    @property
+    def access_key_id(self) -> str | None: ...
+    @property
+    def secret_access_key(self) -> str | None: ...
 
 
 def delta_uri(lake_path: str, table: str) -> str:
@@ -20,9 +42,9 @@ def delta_uri(lake_path: str, table: str) -> str:
     return path
 
 
-def storage_options(aws: AwsSettings) -> dict[str, str]:
+def storage_options(aws: S3Access) -> dict[str, str]:
     """delta-rs (object_store) options for the profile's S3: endpoint, region, credentials."""
-    options = {"AWS_REGION": aws.region}
+    options = {"AWS_REGION": aws.region} if aws.region else {}
     if aws.endpoint_url:
         options["AWS_ENDPOINT_URL"] = aws.endpoint_url
         if aws.endpoint_url.startswith("http://"):
@@ -33,6 +55,11 @@ def storage_options(aws: AwsSettings) -> dict[str, str]:
     return options
 
 
-def options_for(uri: str, aws: AwsSettings) -> dict[str, str] | None:
+def options_for(uri: str, aws: S3Access) -> dict[str, str] | None:
     """Storage options when `uri` is on S3, None for a local folder."""
     return storage_options(aws) if uri.startswith("s3://") else None
+
+
+def commit_options_for(uri: str, aws: S3Access) -> dict[str, str] | None:
+    """Storage options for committing to a table at `uri`: put-if-absent commits on S3."""
+    return {**storage_options(aws), **COMMIT_OPTIONS} if uri.startswith("s3://") else None
