@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# A commit file is put with `If-None-Match: *` (object_store's conditional put; AWS S3 honours
-# it since 2024-08, moto too), so two writers of one version cannot overwrite each other: the
-# second gets a conflict and retries on the new version, or fails on the same writer id. The
-# unsafe-rename mode (delta-rs's S3 backend without that check) is refused even when the
-# environment asks for it (AWS_S3_ALLOW_UNSAFE_RENAME): storage options win over the
-# environment. ADR 0016.
+# A commit file is put with `If-None-Match: *` (object_store's conditional put, which AWS S3
+# honours since 2024-08, and moto too): two writers of one version cannot overwrite each other,
+# the second gets a conflict and retries on the next version, or fails on the same writer id.
+# delta-rs 1.x has no DynamoDB lock any more and always commits this way; the options pin it
+# (`etag` is object_store's default) and the unsafe-rename flag off, and options win over the
+# environment, so an AWS_* variable cannot change either. ADR 0016.
 COMMIT_OPTIONS = {"conditional_put": "etag", "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
 
 
