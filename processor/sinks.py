@@ -1,8 +1,8 @@
 """The foreachBatch sink: the engine decides, the model scores, then alerts and Delta writes.
 
-Every table write carries `txnAppId` (stable per query) and `txnVersion` (the batch id): when
-a batch is replayed after a crash, Delta skips the writes it already committed, so at-least-once
-delivery gives exactly-once tables. The engine reads its state as of the previous batch, so the
+Every table commit (processor/lake_commit.py, delta-rs) carries Delta's transaction entry: a
+writer id stable per query and the batch id. When a batch is replayed after a crash, the
+commits it already made are skipped, so at-least-once delivery gives exactly-once tables. The engine reads its state as of the previous batch, so the
 replay decides and scores exactly as the first attempt did.
 
 The writer id comes from the query id that Spark stores in the checkpoint's `metadata` file when
