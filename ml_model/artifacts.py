@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,15 +62,33 @@ class ModelCard:
     # as `ml_model.drift.Bins.as_dict()`: the stream's PSI is measured against them. Empty in
     # a card written before drift was monitored.
     drift_reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The fitted estimator's parameters (`ml_model.selection.Params.as_dict()`): the search's
+    # winner, or the default without a search. Empty in a card written before selection.
+    model_params: dict[str, Any] = field(default_factory=dict)
+    # The model selection (`ml_model.selection.Selection.as_card()`): the rule, the folds' date
+    # ranges, the search space, each candidate's mean and std of AP and card precision@100
+    # across folds, the winner. Empty without a search (--no-search) or in an older card.
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, where: str) -> ModelCard:
+        """The card in `text`; fields this version does not know (a newer card) are dropped
+        with a warning, fields it lacks (an older card) take their defaults."""
         try:
             data = json.loads(text)
-            return cls(**data)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+            unknown = sorted(set(data) - {f.name for f in fields(cls)})
+            if unknown:
+                logger.warning(
+                    "model card %s has fields this version does not know, ignored: %s",
+                    where,
+                    ", ".join(unknown),
+                )
+            return cls(**{name: value for name, value in data.items() if name not in unknown})
         except (ValueError, TypeError) as exc:
             raise ModelError(f"model card {where} is not a valid model card: {exc}") from exc
 
