@@ -2,8 +2,9 @@
 
 Every table commit (processor/lake_commit.py, delta-rs) carries Delta's transaction entry: a
 writer id stable per query and the batch id. When a batch is replayed after a crash, the
-commits it already made are skipped, so at-least-once delivery gives exactly-once tables. The engine reads its state as of the previous batch, so the
-replay decides and scores exactly as the first attempt did.
+commits it already made are skipped, so at-least-once delivery gives exactly-once tables. The
+engine reads its state as of the previous batch, so the replay decides and scores exactly as
+the first attempt did.
 
 The writer id comes from the query id that Spark stores in the checkpoint's `metadata` file when
 it creates the checkpoint, not from the checkpoint's path: a reset (the folder deleted, or a new

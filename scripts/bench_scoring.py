@@ -51,7 +51,7 @@ from scripts.setup_aws import ensure_alerts_table, ensure_stream
 RESULTS = Path("bench-results")
 SMALL_MODEL = ["--days", "16", "--customers", "300", "--terminals", "120", "--fraud-rate", "0.03",
                "--warmup-days", "3", "--gap-days", "1", "--validation-days", "4",
-               "--test-days", "4"]  # fmt: skip
+               "--test-days", "4", "--no-search"]  # fmt: skip
 
 
 def _run_settings(base: Settings, root: Path, name: str) -> Settings:

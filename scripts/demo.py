@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _run(
             "train the model on generated history (no model yet)",
-            [python, "-m", "ml_model.train", "--profile", profile],
+            [python, "-m", "ml_model.train", "--profile", profile, "--no-search"],
             env,
         )
     _run(

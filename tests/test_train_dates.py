@@ -340,11 +340,10 @@ def test_training_on_outside_data_by_dates_with_its_own_scenarios(
     path = tmp_path / "outside.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     model = tmp_path / "model"
-    # The generated history covers 2025-12-16 .. 2025-12-31 (16 days before 2026-01-01); the
-    # 10 days before the test are too few for the model selection's folds: --no-search.
+    # The generated history covers 2025-12-16 .. 2025-12-31 (16 days before 2026-01-01);
+    # SMALL_TRAINING passes --no-search: too few days for the model selection's folds.
     argv = [
         *SMALL_TRAINING, "--history", str(path), "--output", str(model), "--no-report",
-        "--no-search",
         "--train-start", "2025-12-19", "--train-end", "2025-12-21",
         "--test-start", "2025-12-29", "--test-end", "2025-12-31",
     ]  # fmt: skip

@@ -22,7 +22,8 @@ from tests.test_processor_job import produce, run_available_now
 
 pytestmark = pytest.mark.integration
 
-SPLIT = ["--warmup-days", "3", "--gap-days", "1", "--validation-days", "4", "--test-days", "4"]
+SPLIT = ["--warmup-days", "3", "--gap-days", "1", "--validation-days", "4", "--test-days", "4",
+         "--no-search"]  # fmt: skip
 
 
 @pytest.mark.slow
