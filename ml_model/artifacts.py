@@ -69,6 +69,10 @@ class ModelCard:
     # ranges, the search space, each candidate's mean and std of AP and card precision@100
     # across folds, the winner. Empty without a search (--no-search) or in an older card.
     selection: dict[str, Any] = field(default_factory=dict)
+    # Where the labels came from and when they were known: "events" (the label field the
+    # history carries) or "chargebacks" (those arrived by `as_of`), the label delay and the
+    # split's gap between the last training day and the validation period, in days.
+    labels: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

@@ -140,6 +140,14 @@ def delta_history(lake_path: str, aws: AwsSettings | None = None) -> pd.DataFram
     return history.sort_values("event_time", kind="stable", ignore_index=True)
 
 
+def is_lake(source: str) -> bool:
+    """Whether a --history names the processor's lake (s3 prefix, or a folder of its tables)."""
+    path = Path(source)
+    return source.startswith(("s3://", "s3a://")) or (
+        path.is_dir() and (path / _LAKE_TABLES[0]).exists()
+    )
+
+
 def load_history(
     source: str | None,
     options: GeneratorOptions,
@@ -154,13 +162,10 @@ def load_history(
     if source is None:
         history, description = generated_history(options), f"generated (seed {options.seed})"
     else:
-        path = Path(source)
-        if source.startswith(("s3://", "s3a://")) or (
-            path.is_dir() and (path / _LAKE_TABLES[0]).exists()
-        ):
+        if is_lake(source):
             history, description = delta_history(source, aws), f"Delta lake {source}"
         else:
-            return jsonl_history(path, drops), f"JSONL {source}"
+            return jsonl_history(Path(source), drops), f"JSONL {source}"
     drops.lines += len(history)
     return history, description
 

@@ -41,10 +41,11 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ from ml_model.features import FEATURE_NAMES, compute_features, from_row
 from ml_model.features.definitions import DAY as DAY_MS
 from ml_model.features.definitions import LABEL_DELAY
 from ml_model.features.registry import describe
-from ml_model.history import DropCount, load_history
+from ml_model.history import DropCount, is_lake, labels_as_of, load_history
 from ml_model.report import training_report_data, write_report
 from ml_model.selection import (
     DEFAULT_FOLD_DAYS,
@@ -380,6 +381,15 @@ def _at_least(least: int) -> Callable[[str], int]:
     return parse
 
 
+def _utc_moment(text: str) -> pd.Timestamp:
+    """`--labels-as-of` for argparse: an ISO date or time, read as UTC."""
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an ISO date or time, got {text!r}") from exc
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -430,8 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument(
         "--gap-days",
         type=int,
-        default=Split.gap_days,
-        help="days between training and validation (labels arrive late; ignored with dates)",
+        default=None,
+        help=(
+            "days between training and validation (labels arrive late; ignored with dates); "
+            f"default {Split.gap_days}, or the label delay ({LABEL_DELAY_DAYS}) with --labels "
+            "chargebacks"
+        ),
     )
     split.add_argument(
         "--validation-days",
@@ -491,6 +505,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fit the default parameters without folds or search (fast runs, short histories)",
     )
+    labels = parser.add_argument_group("labels")
+    labels.add_argument(
+        "--labels",
+        choices=("auto", "events", "chargebacks"),
+        default="auto",
+        help=(
+            "events: the label field the history carries (generated history, a labelled "
+            "file); chargebacks: only those arrived by --labels-as-of, as production learns "
+            "of fraud (transactions younger than the label delay without one are left "
+            "unlabelled). auto: chargebacks for a lake, events otherwise"
+        ),
+    )
+    labels.add_argument(
+        "--labels-as-of",
+        type=_utc_moment,
+        default=None,
+        metavar="TIME",
+        help="the cut-off for --labels chargebacks (ISO date or time, UTC); default: the "
+        "history's newest event",
+    )
     parser.add_argument(
         "--max-dropped-share",
         type=_share,
@@ -522,6 +556,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def label_source(args: argparse.Namespace) -> str:
+    """`--labels`, resolved: chargebacks for a lake (what production learns), else events."""
+    if args.labels != "auto":
+        return str(args.labels)
+    return "chargebacks" if args.history and is_lake(args.history) else "events"
+
+
+def gap_days(args: argparse.Namespace) -> int:
+    """`--gap-days`, resolved: with chargeback labels the label delay, so that every label of
+    the training days had arrived when the validation period starts."""
+    if args.gap_days is not None:
+        return int(args.gap_days)
+    return LABEL_DELAY_DAYS if label_source(args) == "chargebacks" else Split.gap_days
+
+
 def split_of(args: argparse.Namespace) -> Split | DateSplit:
     """The split the options ask for; inconsistent dates are a ConfigError naming an option."""
     given = {
@@ -530,7 +579,7 @@ def split_of(args: argparse.Namespace) -> Split | DateSplit:
     }
     validation = (args.validation_start, args.validation_end)
     if not any(given.values()) and validation == (None, None):
-        return Split(args.warmup_days, args.gap_days, args.validation_days, args.test_days)
+        return Split(args.warmup_days, gap_days(args), args.validation_days, args.test_days)
     missing = [f"--{name}" for name, value in given.items() if value is None]
     if missing:
         raise ConfigError(
@@ -613,7 +662,25 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     drops = DropCount()
     history, source = load_history(args.history, generator_options(args), drops, settings.aws)
     print(f"history: {source}, {len(history):,} events", flush=True)
-    unlabelled = unlabelled_transactions(history)
+    labels: dict[str, Any] = {"source": label_source(args), "label_delay_days": LABEL_DELAY_DAYS}
+    if labels["source"] == "chargebacks":
+        history, arrived = labels_as_of(history, args.labels_as_of)
+        labels.update(
+            as_of=arrived.as_of.isoformat(),
+            fraud=arrived.fraud,
+            genuine=arrived.genuine,
+            pending=arrived.pending,
+        )
+        print(
+            f"labels: chargebacks arrived by {arrived.as_of.isoformat()}: {arrived.fraud:,} "
+            f"fraud, {arrived.genuine:,} genuine, {arrived.pending:,} younger than the "
+            f"{LABEL_DELAY_DAYS}-day label delay without one (features only)",
+            flush=True,
+        )
+    if isinstance(args.split, Split):
+        labels["gap_days"] = args.split.gap_days
+    # Transactions still waiting for their label are not dropped lines: they feed features.
+    unlabelled = unlabelled_transactions(history) - labels.get("pending", 0)
     if unlabelled:
         drops.reasons[MISSING_LABEL] += unlabelled
     check_dropped(drops, args.max_dropped_share)
@@ -628,6 +695,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
         folds=args.folds,
         fold_days=args.fold_days,
     )
+    card = replace(card, labels=labels)
     write_artifacts(output, model, card, settings.aws)
     print(f"policy: {args.threshold_policy.describe()} -> threshold {card.threshold:.4f}")
     print(report)

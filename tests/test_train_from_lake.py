@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
@@ -22,14 +23,16 @@ from tests.test_processor_job import produce, run_available_now
 
 pytestmark = pytest.mark.integration
 
-SPLIT = ["--warmup-days", "3", "--gap-days", "1", "--validation-days", "4", "--test-days", "4",
-         "--no-search"]  # fmt: skip
+# No --gap-days: with chargeback labels (a lake's default) the gap is the label delay, 7 days.
+SPLIT = ["--warmup-days", "2", "--validation-days", "3", "--test-days", "3", "--no-search"]
 
 
 @pytest.mark.slow
 def test_train_from_the_lake_the_job_wrote(spark: Any, settings: Settings, tmp_path: Path) -> None:
-    # Two weeks of event time with fraud, so chargebacks (7 days later) reach the lake too.
-    produce(settings, 3_400, seed=41, num_customers=60, fraud_rate=0.05, anomaly_rate=0.0)
+    # Over three weeks of event time with fraud, so chargebacks (about 7 days later) reach the
+    # lake, and after the last 7 days (labels still on their way) a split is left: warm-up 2,
+    # training, gap 7, validation 3, test 3.
+    produce(settings, 6_000, seed=41, num_customers=60, fraud_rate=0.05, anomaly_rate=0.0)
     run_available_now(spark, settings)  # no model yet: the lake is the history
     lake = settings.processor.lake_path
     counts = {
@@ -40,8 +43,9 @@ def test_train_from_the_lake_the_job_wrote(spark: Any, settings: Settings, tmp_p
 
     history = delta_history(lake, settings.aws)
     assert len(history) == sum(counts.values())
-    days = (history["event_time"].max() - history["event_time"].min()).days
-    assert days >= 14, days
+    newest = history["event_time"].max()
+    days = (newest - history["event_time"].min()).days
+    assert days >= 21, days
 
     output = tmp_path / "model"
     code = train_main(["--history", lake, "--output", str(output), *SPLIT], settings)
@@ -49,6 +53,24 @@ def test_train_from_the_lake_the_job_wrote(spark: Any, settings: Settings, tmp_p
     card = json.loads((output / "model_card.json").read_text())
     assert card["metrics"]["transactions"] > 0
     assert card["training_window"]["start"] >= str(history["event_time"].min().date())
+
+    # Labels are the chargebacks that had arrived by the lake's newest event; the transactions
+    # of the last 7 days without one wait (the generator's own label field is not used).
+    labels = card["labels"]
+    assert labels["source"] == "chargebacks" and labels["as_of"] == newest.isoformat()
+    assert labels["label_delay_days"] == 7 and labels["gap_days"] == 7
+    chargebacks = history[history["event_type"] == "chargeback"]
+    confirmed = chargebacks.sort_values("event_time").drop_duplicates("transaction_id", keep="last")
+    assert labels["fraud"] == int(confirmed["confirmed_fraud"].sum()) > 0
+    tx = history[history["event_type"] == "transaction"]
+    young = tx[tx["event_time"] > newest - pd.Timedelta(days=7)]
+    assert 0 < labels["pending"] <= len(young)
+    assert labels["fraud"] + labels["genuine"] + labels["pending"] == len(tx)
+    # The split leaves the label delay between the last training day and validation.
+    last_train = pd.Timestamp(card["training_window"]["end"]).floor("D")
+    validation = pd.Timestamp(card["metrics"]["validation_period"]["start"]).floor("D")
+    assert (validation - last_train).days == 7 + 1
+    assert card["test_window"]["end"] <= (newest - pd.Timedelta(days=7)).isoformat()
 
 
 def test_the_lake_is_read_from_the_profiles_s3(settings: Settings) -> None:
