@@ -197,36 +197,42 @@ class FeatureEngine:
     def _features(self, state: EngineState, valid: list[Row], release: int | None) -> list[Row]:
         """Card features now; terminal events held until `release`; the transactions whose
         features are complete, in event-key order (held ones of earlier batches included)."""
+
+        def due(event: FeatureEvent) -> bool:
+            return release is None or event.time_ms < release
+
         by_card: dict[str, list[FeatureEvent]] = defaultdict(list)
+        by_terminal: dict[str, list[FeatureEvent]] = defaultdict(list)
         complete: list[tuple[FeatureEvent, Row]] = []
+        # Held in earlier batches, and now due (the state keeps only what still waits).
+        for key in [key for key, held in state.held.items() if due(held.event)]:
+            event, row = state.held.pop(key)
+            self._changes.held[key] = None
+            assert event.terminal is not None
+            by_terminal[event.terminal].append(event)
+            if row is not None:
+                complete.append((event, row))
         for row in valid:
             event = from_row(row)
             kinds = ENTITIES_OF[row["event_type"]]
+            is_tx = row["event_type"] == "transaction"
             if CARD in kinds and event.card is not None:
                 by_card[event.card].append(event)
             if TERMINAL in kinds and event.terminal is not None:
-                held = HeldEvent(event, row if row["event_type"] == "transaction" else None)
-                state.held[row["dedupe_key"]] = self._changes.held[row["dedupe_key"]] = held
-            elif row["event_type"] == "transaction":
+                if due(event):
+                    by_terminal[event.terminal].append(event)
+                    if is_tx:
+                        complete.append((event, row))
+                else:
+                    held = HeldEvent(event, row if is_tx else None)
+                    state.held[row["dedupe_key"]] = self._changes.held[row["dedupe_key"]] = held
+            elif is_tx:
                 complete.append((event, row))  # no terminal: nothing to wait for
         card_features: dict[str, dict[str, float]] = defaultdict(dict)
         self._update(state, CARD, by_card, card_features)
         for row in valid:  # a held transaction keeps its card features in its row
             if row["event_type"] == "transaction":
                 row.update(card_features[row["event_id"]])
-        due = [
-            key
-            for key, held in state.held.items()
-            if release is None or held.event.time_ms < release
-        ]
-        by_terminal: dict[str, list[FeatureEvent]] = defaultdict(list)
-        for key in due:
-            held = state.held.pop(key)
-            self._changes.held[key] = None
-            assert held.event.terminal is not None
-            by_terminal[held.event.terminal].append(held.event)
-            if held.row is not None:
-                complete.append((held.event, held.row))
         terminal_features: dict[str, dict[str, float]] = defaultdict(dict)
         self._update(state, TERMINAL, by_terminal, terminal_features)
         complete.sort(key=lambda pair: pair[0].key)
