@@ -80,6 +80,43 @@ def test_card_velocity_windows_exclude_the_event_itself() -> None:
     assert math.isnan(features["tx0001"]["card_amount_to_mean_30d"])
 
 
+def test_card_windows_match_their_definition_at_every_boundary() -> None:
+    """Counts, sums, the 30-day mean and distinct merchants against the windows' definition
+    (t - W < time <= t, the event itself excluded), on times that land exactly on the edges."""
+    rng = random.Random(11)
+    steps = [MINUTE, 10 * MINUTE, HOUR, DAY, 7 * DAY, 1, 0]
+    at, events = T0, []
+    for i in range(400):
+        at += rng.choice(steps)
+        events.append(tx(i, at, round(rng.uniform(0, 500), 2), merchant=f"m{rng.randrange(5)}"))
+    _, out = update_card(empty_card_state(), events)
+    windows = {
+        10 * MINUTE: ("card_tx_count_10m", "card_tx_amount_10m"),
+        HOUR: ("card_tx_count_1h", "card_tx_amount_1h"),
+        DAY: ("card_tx_count_24h", "card_tx_amount_24h"),
+        7 * DAY: ("card_tx_count_7d", "card_tx_amount_7d"),
+    }
+    for event, features in out:
+        earlier = [e for e in events if e.key < event.key]
+
+        def within(width: int, events_before: list[FeatureEvent] = earlier) -> list[FeatureEvent]:
+            return [e for e in events_before if event.time_ms - width < e.time_ms]
+
+        for width, (count_name, amount_name) in windows.items():
+            window = within(width)
+            assert features[count_name] == len(window)
+            assert features[amount_name] == pytest.approx(
+                sum(e.amount or 0.0 for e in window), abs=1e-6
+            )
+        month = within(30 * DAY)
+        mean = sum(e.amount or 0.0 for e in month) / len(month) if month else 0.0
+        if mean > 0:
+            assert features["card_amount_to_mean_30d"] == pytest.approx(event.amount / mean)
+        else:
+            assert math.isnan(features["card_amount_to_mean_30d"])
+        assert features["card_merchants_24h"] == len({e.merchant for e in within(DAY)})
+
+
 def test_impossible_travel_distance_and_speed() -> None:
     paris = tx(1, T0, lat=48.8566, lon=2.3522)
     new_york = tx(2, T0 + 30 * MINUTE, lat=40.7128, lon=-74.0060)
