@@ -99,8 +99,8 @@ def test_card_windows_match_their_definition_at_every_boundary() -> None:
     for event, features in out:
         earlier = [e for e in events if e.key < event.key]
 
-        def within(width: int, events_before: list[FeatureEvent] = earlier) -> list[FeatureEvent]:
-            return [e for e in events_before if event.time_ms - width < e.time_ms]
+        def within(width: int, t: int = event.time_ms) -> list[FeatureEvent]:
+            return [e for e in earlier if t - width < e.time_ms]  # noqa: B023 - used at once
 
         for width, (count_name, amount_name) in windows.items():
             window = within(width)
