@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from typing import Any
@@ -18,8 +19,9 @@ from ml_model.features import (
     update_card,
     update_terminal,
 )
-from ml_model.features.definitions import DAY, HOUR, LABEL_DELAY, MINUTE
+from ml_model.features.definitions import DAY, HOUR, LABEL_DELAY, MINUTE, TERMINAL_RETENTION
 from ml_model.features.events import FEATURE_INPUTS
+from ml_model.features.terminal import TerminalTx, tiled
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
 
@@ -183,6 +185,85 @@ def test_terminal_risk_counts_only_delayed_windows_and_arrived_labels() -> None:
     assert features["tx0002"]["terminal_tx_count_1h"] == 0.0  # exactly one hour: outside
     assert features["tx0002"]["terminal_cards_24h"] == 1.0
     assert LABEL_DELAY == 7 * DAY
+
+
+def terminal_history(seed: int) -> list[FeatureEvent]:
+    """One terminal's transactions over 50 days, many on hour and window edges, and
+    chargebacks (confirmed or cleared) for some of them, arriving days later."""
+    rng = random.Random(seed)
+    steps = [0, 1, MINUTE, HOUR, HOUR - 1, 5 * HOUR, DAY]
+    at, events = T0, []
+    for i in range(300):
+        at += rng.choice(steps)
+        events.append(tx(i, at, card=f"c{rng.randrange(8)}"))
+    for i, of in enumerate(rng.sample(events[:250], 40)):
+        arrival = of.time_ms + rng.choice([LABEL_DELAY - HOUR, LABEL_DELAY, 9 * DAY, 2 * DAY])
+        events.append(chargeback(i, arrival, of, confirmed=rng.random() < 0.8))
+    return events
+
+
+def expected_terminal_features(events: list[FeatureEvent], event: FeatureEvent) -> dict[str, float]:
+    """The definition, computed directly: traffic windows t - W < time, risk windows the whole
+    hours before the hour of t - LABEL_DELAY, frauds by the latest chargeback arrived by t."""
+    t = event.time_ms
+    earlier = [e for e in events if e.kind == "transaction" and e.key < event.key]
+    expected = {}
+    for width, (count_name, cards_name) in {
+        HOUR: ("terminal_tx_count_1h", "terminal_cards_1h"),
+        DAY: ("terminal_tx_count_24h", "terminal_cards_24h"),
+    }.items():
+        window = [e for e in earlier if t - width < e.time_ms]
+        expected[count_name] = len(window)
+        expected[cards_name] = len({e.card for e in window})
+    end = (t - LABEL_DELAY) // HOUR * HOUR
+    for width, name in {
+        DAY: "terminal_risk_1d",
+        7 * DAY: "terminal_risk_7d",
+        30 * DAY: "terminal_risk_30d",
+    }.items():
+        window = [e for e in earlier if end - width <= e.time_ms < end]
+        frauds = 0
+        for e in window:
+            arrived = [
+                c
+                for c in events
+                if c.kind == "chargeback" and c.transaction_id == e.event_id and c.time_ms <= t
+            ]
+            latest = max(arrived, key=lambda c: (c.time_ms, c.event_id), default=None)
+            frauds += bool(latest is not None and latest.confirmed_fraud)
+        expected[name] = frauds / len(window) if window else 0.0
+    return expected
+
+
+def test_terminal_windows_match_their_definition_at_every_boundary() -> None:
+    events = terminal_history(seed=3)
+    _, out = update_terminal(empty_terminal_state(), events)
+    assert len(out) == 300
+    for event, features in out:
+        assert features == pytest.approx(expected_terminal_features(events, event)), event
+
+
+def test_a_terminal_saved_before_the_hour_tiles_loads_as_if_built_with_them() -> None:
+    events = sorted(terminal_history(seed=4), key=lambda e: e.key)
+    first, rest = events[:200], events[200:]
+    current, _ = update_terminal(empty_terminal_state(), first)
+    newest = current["max"]
+    # The form saved before ADR 0017: every transaction of the last 38 days, no tiles.
+    old_form = {
+        "tx": [
+            TerminalTx(e.time_ms, e.event_id, e.card)
+            for e in first
+            if e.kind == "transaction" and e.time_ms >= newest - TERMINAL_RETENTION
+        ],
+        "cb": copy.deepcopy(current["cb"]),
+        "max": newest,
+    }
+    upgraded = tiled(old_form)
+    assert upgraded["hours"] == current["hours"] and upgraded["counts"] == current["counts"]
+    assert upgraded["tx"] == current["tx"]
+    _, expected = update_terminal(current, rest)
+    _, got = update_terminal(upgraded, rest)
+    assert got == expected and got
 
 
 def test_a_cleared_chargeback_removes_the_fraud() -> None:

@@ -2,9 +2,9 @@
 
 Windows are half-open on the past side: an earlier event counts in window W of an event at t
 when t - W < its time <= t (and it sorts before the event, see events.event_key). Terminal risk
-uses the Fraud Detection Handbook's delayed windows: transactions in [t - D - W, t - D), where D
-is the label delay, and of those only the ones confirmed as fraud by a chargeback that had
-already arrived at t.
+uses the Fraud Detection Handbook's delayed windows, in whole hours: transactions in the W
+hours before the hour that holds t - D, where D is the label delay, and of those only the ones
+confirmed as fraud by a chargeback that had already arrived at t (terminal.risk_window_hours).
 """
 
 from __future__ import annotations

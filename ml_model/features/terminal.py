@@ -1,10 +1,16 @@
 """Per-terminal features: traffic, distinct cards, and fraud risk from arrived chargebacks.
 
-State is a dict of named entries (picklable, compact: tuples), one per terminal:
+State is a dict of named entries (picklable, compact), one per terminal:
 
-    tx:  [TerminalTx, ...]                        sorted by (time, id)
-    cb:  {transaction_id: Disputed}               the chargebacks each transaction has had
-    max: newest event time seen
+    tx:     [TerminalTx, ...]             the last RECENT_RETENTION of transactions, sorted by
+                                          (time, id): the 1h/24h counts and distinct cards
+    hours:  [hour, ...]                   hour tiles (time // HOUR) with transactions, sorted,
+    counts: [int, ...]                    and how many each: the 38 days the risk windows read
+    cb:     {transaction_id: Disputed}    the chargebacks each transaction has had
+    max:    newest event time seen
+
+The risk windows are whole hours, so a terminal keeps one small integer per busy hour for its
+38 days instead of every transaction (ADR 0017).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from bisect import bisect_left, bisect_right, insort
 from typing import Any, NamedTuple
 
 from ml_model.features.definitions import (
+    HOUR,
     LABEL_DELAY,
+    RETENTION_SLACK,
     TERMINAL_RETENTION,
     TERMINAL_RISK_WINDOWS,
     TERMINAL_WINDOWS,
@@ -49,8 +57,21 @@ def _time(entry: TerminalTx) -> int:
     return entry[0]
 
 
+# The exact transactions kept: the longest traffic window, plus the slack a late event may have.
+RECENT_RETENTION = max(TERMINAL_WINDOWS.values()) + RETENTION_SLACK
+# Hour tiles kept: the longest risk window, and the hour its start is rounded down to.
+TILE_RETENTION = TERMINAL_RETENTION + HOUR
+
+
 def empty_terminal_state() -> TerminalState:
-    return {"tx": [], "cb": {}, "max": None}
+    return {"tx": [], "hours": [], "counts": [], "cb": {}, "max": None}
+
+
+def risk_window_hours(t: int) -> dict[str, tuple[int, int]]:
+    """Each risk window of an event at `t` as hour tiles [first, end): the whole hours before
+    the hour that holds t - LABEL_DELAY (a label needs the delay to arrive)."""
+    end = (t - LABEL_DELAY) // HOUR
+    return {name: (end - width // HOUR, end) for name, width in TERMINAL_RISK_WINDOWS.items()}
 
 
 def _confirmed_by(chargebacks: list[Chargeback], t: int) -> bool:
@@ -71,38 +92,37 @@ _RISK_FEATURES = {"1d": "terminal_risk_1d", "7d": "terminal_risk_7d", "30d": "te
 
 
 def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
-    """Traffic from the terminal's recent transactions; risk from the chargebacks it has.
+    """Traffic from the terminal's recent transactions; risk from its hour tiles and chargebacks.
 
-    Counts come from binary searches on the time-sorted list, distinct cards from the last
-    day's slice, and risk from the (few) chargebacks, so a busy terminal costs O(log n) plus
-    its last day and its labels, not its whole 38-day history.
+    Counts come from binary searches on the time-sorted recent list, distinct cards from the
+    last day's slice, and risk from C-level sums over the tiles and the (few) chargebacks, so a
+    busy terminal costs O(log n) plus its last day and its labels, not its 38-day history.
     """
     t = event.time_ms
     txs = state["tx"]
     pos = bisect_left(txs, (t, event.event_id), key=_order)
-
-    def since(horizon: int) -> int:
-        """Index of the first earlier transaction with time > horizon."""
-        return bisect_right(txs, horizon, hi=pos, key=_time)
-
     features: Features = {}
-    starts = {name: since(t - width) for name, width in TERMINAL_WINDOWS.items()}
+    # An entry is in window W when t - W < its time: the first such is bisect_right(t - W).
+    starts = {
+        name: bisect_right(txs, t - width, hi=pos, key=_time)
+        for name, width in TERMINAL_WINDOWS.items()
+    }
     for name in TERMINAL_WINDOWS:
         features[_COUNT_FEATURES[name]] = float(pos - starts[name])
     for name in TERMINAL_WINDOWS:
         cards = {txs[i].card for i in range(starts[name], pos)}
         features[_CARDS_FEATURES[name]] = float(len(cards))
-    # Risk windows hold transactions with t - D - W < time <= t - D.
-    delayed_end = since(t - LABEL_DELAY)
+    windows = risk_window_hours(t)
+    oldest = min(first for first, _ in windows.values()) * HOUR
     confirmed = [
-        disputed.tx_time_ms
+        disputed.tx_time_ms // HOUR
         for disputed in state["cb"].values()
-        if disputed.tx_time_ms <= t - LABEL_DELAY and _confirmed_by(disputed.chargebacks, t)
+        if disputed.tx_time_ms >= oldest and _confirmed_by(disputed.chargebacks, t)
     ]
-    for name, width in TERMINAL_RISK_WINDOWS.items():
-        low = t - LABEL_DELAY - width
-        n = delayed_end - since(low)
-        frauds = sum(1 for tx_time in confirmed if tx_time > low)
+    hours, counts = state["hours"], state["counts"]
+    for name, (first, end) in windows.items():
+        n = sum(counts[bisect_left(hours, first) : bisect_left(hours, end)])
+        frauds = sum(1 for hour in confirmed if first <= hour < end)
         features[_RISK_FEATURES[name]] = min(frauds, n) / n if n else 0.0
     return features
 
@@ -111,6 +131,7 @@ def apply_terminal_event(state: TerminalState, event: FeatureEvent) -> None:
     t = event.time_ms
     if event.kind == TRANSACTION:
         insort(state["tx"], TerminalTx(t, event.event_id, event.card), key=_order)
+        _count_in_tile(state, t // HOUR)
     elif event.kind == CHARGEBACK and event.transaction_id is not None:
         tx_time = event.transaction_time_ms if event.transaction_time_ms is not None else t
         disputed = state["cb"].setdefault(event.transaction_id, Disputed(tx_time, []))
@@ -120,14 +141,43 @@ def apply_terminal_event(state: TerminalState, event: FeatureEvent) -> None:
     _prune(state)
 
 
+def _count_in_tile(state: TerminalState, hour: int) -> None:
+    hours, counts = state["hours"], state["counts"]
+    i = bisect_left(hours, hour)
+    if i < len(hours) and hours[i] == hour:
+        counts[i] += 1
+    else:
+        hours.insert(i, hour)
+        counts.insert(i, 1)
+
+
 def _prune(state: TerminalState) -> None:
-    horizon = state["max"] - TERMINAL_RETENTION
-    cut = bisect_left(state["tx"], horizon, key=_time)
+    newest = state["max"]
+    cut = bisect_left(state["tx"], newest - RECENT_RETENTION, key=_time)
     if cut:
         del state["tx"][:cut]
+    first_hour = (newest - TILE_RETENTION) // HOUR
+    cut = bisect_left(state["hours"], first_hour)
+    if cut:
+        del state["hours"][:cut]
+        del state["counts"][:cut]
+        horizon = first_hour * HOUR
         stale = [tx_id for tx_id, d in state["cb"].items() if d.tx_time_ms < horizon]
         for tx_id in stale:
             del state["cb"][tx_id]
+
+
+def tiled(state: TerminalState) -> TerminalState:
+    """A terminal's state as kept before the hour tiles (every transaction of its 38 days),
+    in today's form: the same tiles and recent list the current code would have built."""
+    if "hours" in state:
+        return state
+    upgraded = {**empty_terminal_state(), "tx": state["tx"], "cb": state["cb"], "max": state["max"]}
+    for entry in upgraded["tx"]:
+        _count_in_tile(upgraded, entry.time_ms // HOUR)
+    if upgraded["max"] is not None:
+        _prune(upgraded)
+    return upgraded
 
 
 def update_terminal(
