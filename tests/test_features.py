@@ -19,9 +19,18 @@ from ml_model.features import (
     update_card,
     update_terminal,
 )
-from ml_model.features.definitions import DAY, HOUR, LABEL_DELAY, MINUTE, TERMINAL_RETENTION
+from ml_model.features.card import CardTx
+from ml_model.features.card import with_tiles as card_with_tiles
+from ml_model.features.definitions import (
+    CARD_RETENTION,
+    DAY,
+    HOUR,
+    LABEL_DELAY,
+    MINUTE,
+    TERMINAL_RETENTION,
+)
 from ml_model.features.events import FEATURE_INPUTS
-from ml_model.features.terminal import TerminalTx, tiled
+from ml_model.features.terminal import TerminalTx, with_tiles
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
 
@@ -83,12 +92,14 @@ def test_card_velocity_windows_exclude_the_event_itself() -> None:
 
 
 def test_card_windows_match_their_definition_at_every_boundary() -> None:
-    """Counts, sums, the 30-day mean and distinct merchants against the windows' definition
-    (t - W < time <= t, the event itself excluded), on times that land exactly on the edges."""
+    """Counts, sums, the 30-day mean, distinct merchants and the previous transaction against
+    the windows' definition, on times that land exactly on the edges: up to a day,
+    t - W < time < t; longer, from the first whole hour after t - W (the hour tiles)."""
     rng = random.Random(11)
-    steps = [MINUTE, 10 * MINUTE, HOUR, DAY, 7 * DAY, 1, 0]
+    steps = [0, 1, MINUTE, 10 * MINUTE, 25 * MINUTE, HOUR, DAY - 20 * MINUTE, DAY, 3 * DAY]
+    steps += [7 * DAY - 20 * MINUTE]
     at, events = T0, []
-    for i in range(400):
+    for i in range(500):
         at += rng.choice(steps)
         events.append(tx(i, at, round(rng.uniform(0, 500), 2), merchant=f"m{rng.randrange(5)}"))
     _, out = update_card(empty_card_state(), events)
@@ -99,14 +110,16 @@ def test_card_windows_match_their_definition_at_every_boundary() -> None:
         7 * DAY: ("card_tx_count_7d", "card_tx_amount_7d"),
     }
     for event, features in out:
+        t = event.time_ms
         earlier = [e for e in events if e.key < event.key]
 
-        def within(width: int, t: int = event.time_ms) -> list[FeatureEvent]:
-            return [e for e in earlier if t - width < e.time_ms]  # noqa: B023 - used at once
+        def within(width: int, t: int = t) -> list[FeatureEvent]:
+            start = t - width if width <= DAY else ((t - width) // HOUR + 1) * HOUR - 1
+            return [e for e in earlier if start < e.time_ms]  # noqa: B023 - used at once
 
         for width, (count_name, amount_name) in windows.items():
             window = within(width)
-            assert features[count_name] == len(window)
+            assert features[count_name] == len(window), (event, count_name)
             assert features[amount_name] == pytest.approx(
                 sum(e.amount or 0.0 for e in window), abs=1e-6
             )
@@ -117,6 +130,21 @@ def test_card_windows_match_their_definition_at_every_boundary() -> None:
         else:
             assert math.isnan(features["card_amount_to_mean_30d"])
         assert features["card_merchants_24h"] == len({e.merchant for e in within(DAY)})
+        gap = (t - earlier[-1].time_ms) / 1000 if earlier else math.nan
+        assert features["card_seconds_since_prev"] == pytest.approx(gap, nan_ok=True)
+
+
+def test_a_late_transaction_still_sees_its_windows_and_previous_one_after_pruning() -> None:
+    """A transaction arriving late (inside the slack) after a newer one: the recent list still
+    holds its whole 24 hours, and the transaction before them (its real predecessor)."""
+    late = T0 + 3 * DAY - 12 * HOUR
+    state, _ = update_card(empty_card_state(), [tx(1, T0), tx(2, T0 + 3 * DAY)])
+    _, out = update_card(state, [tx(3, late)])
+    assert out[0][1]["card_seconds_since_prev"] == (late - T0) / 1000
+    earlier = [tx(1, T0 + 2 * DAY - 8 * HOUR), tx(2, T0 + 2 * DAY - 6 * HOUR), tx(3, T0 + 3 * DAY)]
+    state, _ = update_card(empty_card_state(), earlier)
+    _, out = update_card(state, [tx(4, late)])
+    assert out[0][1]["card_tx_count_24h"] == 2
 
 
 def test_impossible_travel_distance_and_speed() -> None:
@@ -258,11 +286,47 @@ def test_a_terminal_saved_before_the_hour_tiles_loads_as_if_built_with_them() ->
         "cb": copy.deepcopy(current["cb"]),
         "max": newest,
     }
-    upgraded = tiled(old_form)
+    upgraded = with_tiles(old_form)
     assert upgraded["hours"] == current["hours"] and upgraded["counts"] == current["counts"]
     assert upgraded["tx"] == current["tx"]
     _, expected = update_terminal(current, rest)
     _, got = update_terminal(upgraded, rest)
+    assert got == expected and got
+
+
+def test_a_card_saved_before_the_hour_tiles_loads_as_if_built_with_them() -> None:
+    rng = random.Random(5)
+    at, events = T0, []
+    for i in range(300):
+        at += rng.choice([MINUTE, HOUR, 5 * HOUR, DAY])
+        events.append(tx(i, at, round(rng.uniform(1, 300), 2), device=f"d{rng.randrange(3)}"))
+    first, rest = events[:200], events[200:]
+    current, _ = update_card(empty_card_state(), first)
+    newest = current["max"]
+    # The form saved before ADR 0017: every transaction of the last 31 days, no tiles.
+    old_form = {
+        "tx": [
+            CardTx(
+                e.time_ms,
+                e.event_id,
+                e.amount or 0.0,
+                e.merchant,
+                e.country,
+                e.latitude,
+                e.longitude,
+            )
+            for e in first
+            if e.time_ms >= newest - CARD_RETENTION
+        ],
+        "dev": copy.deepcopy(current["dev"]),
+        "fail": [],
+        "max": newest,
+    }
+    upgraded = card_with_tiles(old_form)
+    for part in ("tx", "hours", "counts", "sums"):
+        assert upgraded[part] == current[part], part
+    _, expected = update_card(current, rest)
+    _, got = update_card(upgraded, rest)
     assert got == expected and got
 
 

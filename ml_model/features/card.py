@@ -1,11 +1,21 @@
 """Per-card features: velocity, amount vs history, travel, merchants, devices, failed logins.
 
-State is a dict of named entries (picklable, compact: tuples), one per card:
+State is a dict of named entries (picklable, compact), one per card:
 
-    tx:   [CardTx, ...]                 the card's transactions, sorted by (time, id)
-    dev:  {device_id: FirstUse}         first use of each device
-    fail: [FailedLogin, ...]            failed logins, sorted
-    max:  newest event time seen (drives pruning)
+    tx:     [CardTx, ...]               the last RECENT_RETENTION of transactions, and the one
+                                        before them (the previous transaction), sorted by
+                                        (time, id): the windows up to 24 h, travel, merchants
+    hours:  [hour, ...]                 hour tiles (time // HOUR) with transactions, sorted,
+    counts: [int, ...]                  how many each,
+    sums:   [int, ...]                  and their amounts in micro-units: the 7- and 30-day
+                                        windows
+    dev:    {device_id: FirstUse}       first use of each device
+    fail:   [FailedLogin, ...]          failed logins, sorted
+    max:    newest event time seen (drives pruning)
+
+Windows longer than a day are read from the tiles: the whole hours after the hour that holds
+t - W, plus the current hour's transactions before the event (ADR 0017). Tile sums are
+integers, so they do not depend on the order the amounts were added in.
 """
 
 from __future__ import annotations
@@ -62,8 +72,19 @@ _NAN = math.nan
 _EARTH_KM = 6371.0
 
 
+# The exact transactions kept: the longest exact window, plus the slack a late event may have.
+RECENT_RETENTION = DAY + RETENTION_SLACK
+# Windows longer than this are read from the hour tiles.
+EXACT_UP_TO = DAY
+_MICRO = 1_000_000
+
+
 def empty_card_state() -> CardState:
-    return {"tx": [], "dev": {}, "fail": [], "max": None}
+    return {"tx": [], "hours": [], "counts": [], "sums": [], "dev": {}, "fail": [], "max": None}
+
+
+def _micro(amount: float) -> int:
+    return round(amount * _MICRO)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -98,28 +119,46 @@ _WINDOW_FEATURES = {
 def card_features(state: CardState, event: FeatureEvent) -> Features:
     """Features of a transaction from the card's events that sort before it (never itself).
 
-    Each window's start is a binary search on the time-sorted list and its amount an exact sum
-    (math.fsum) of a slice, so a transaction costs O(log n) plus C-level work over its card's
-    last 30 days, not a Python loop over them: the cost stays flat as the history fills.
-    Exact sums also make the values independent of the order the amounts are added in.
+    Windows up to a day are binary searches on the recent list with exact sums of its slices
+    (math.fsum); longer ones are C-level sums over the hour tiles. A transaction costs
+    O(log n) plus its card's last day and busy hours, not a Python loop over 30 days.
     """
     t = event.time_ms
     txs = state["tx"]
     pos = bisect_left(txs, (t, event.event_id), key=_order)
     # An entry is in window W when t - W < its time: the first such is bisect_right(t - W).
-    recent = txs[bisect_right(txs, t - CARD_MEAN_WINDOW, hi=pos, key=_time) : pos]
-    amounts = [entry.amount for entry in recent]
+    last_day = txs[bisect_right(txs, t - DAY, hi=pos, key=_time) : pos]
+    amounts = [entry.amount for entry in last_day]
+    this_hour = t // HOUR
+    in_this_hour = bisect_left(last_day, this_hour * HOUR, key=_time)
+    hour_count = len(last_day) - in_this_hour
+    hour_micro = sum(_micro(amount) for amount in amounts[in_this_hour:])
+    hours, counts, sums = state["hours"], state["counts"], state["sums"]
+    tiles_end = bisect_left(hours, this_hour)
+
+    def tiled(width: int) -> tuple[int, int]:
+        """(count, micro-units) of the whole hours after the one holding t - width, to t."""
+        first = bisect_left(hours, (t - width) // HOUR + 1, hi=tiles_end)
+        return (
+            sum(counts[first:tiles_end]) + hour_count,
+            sum(sums[first:tiles_end]) + hour_micro,
+        )
+
     features: Features = {}
     for name, width in CARD_WINDOWS.items():
-        start = bisect_right(recent, t - width, key=_time)
         count_name, amount_name = _WINDOW_FEATURES[name]
-        features[count_name] = float(len(recent) - start)
-        features[amount_name] = round(math.fsum(amounts[start:]), 6)
-    mean_count, mean_sum = len(amounts), math.fsum(amounts)
-    last_day = recent[bisect_right(recent, t - DAY, key=_time) :]
+        if width <= EXACT_UP_TO:
+            start = bisect_right(last_day, t - width, key=_time)
+            features[count_name] = float(len(last_day) - start)
+            features[amount_name] = round(math.fsum(amounts[start:]), 6)
+        else:
+            count, micro = tiled(width)
+            features[count_name] = float(count)
+            features[amount_name] = round(micro / _MICRO, 6)
+    mean_count, mean_micro = tiled(CARD_MEAN_WINDOW)
     amount = float(event.amount or 0.0)
     features["card_amount_to_mean_30d"] = (
-        amount / (mean_sum / mean_count) if mean_count and mean_sum > 0 else _NAN
+        amount / (mean_micro / _MICRO / mean_count) if mean_count and mean_micro > 0 else _NAN
     )
     seconds = km = kmh = _NAN
     if pos > 0:
@@ -158,6 +197,7 @@ def apply_card_event(state: CardState, event: FeatureEvent) -> None:
             event.longitude,
         )
         insort(state["tx"], entry, key=_order)
+        _add_to_tile(state, t // HOUR, _micro(entry.amount))
         if event.device:
             first = state["dev"].get(event.device)
             if first is None or (t, event.event_id) < first:
@@ -168,14 +208,44 @@ def apply_card_event(state: CardState, event: FeatureEvent) -> None:
     _prune(state)
 
 
+def _add_to_tile(state: CardState, hour: int, micro: int) -> None:
+    hours = state["hours"]
+    i = bisect_left(hours, hour)
+    if i < len(hours) and hours[i] == hour:
+        state["counts"][i] += 1
+        state["sums"][i] += micro
+    else:
+        hours.insert(i, hour)
+        state["counts"].insert(i, 1)
+        state["sums"].insert(i, micro)
+
+
 def _prune(state: CardState) -> None:
     newest = state["max"]
-    cut = bisect_left(state["tx"], newest - CARD_RETENTION, key=_time)
-    if cut:
+    # Keep one transaction before the recent ones: the previous of any event after the cut.
+    cut = bisect_left(state["tx"], newest - RECENT_RETENTION, key=_time) - 1
+    if cut > 0:
         del state["tx"][:cut]
+    cut = bisect_left(state["hours"], (newest - CARD_RETENTION) // HOUR)
+    if cut:
+        for tiles in (state["hours"], state["counts"], state["sums"]):
+            del tiles[:cut]
     cut = bisect_left(state["fail"], newest - FAILED_LOGIN_WINDOW - RETENTION_SLACK, key=_time)
     if cut:
         del state["fail"][:cut]
+
+
+def with_tiles(state: CardState) -> CardState:
+    """A card's state as kept before the hour tiles (every transaction of its 31 days), in
+    today's form: the same tiles and recent list the current code would have built."""
+    if "hours" in state:
+        return state
+    upgraded = {**empty_card_state(), **state}
+    for entry in upgraded["tx"]:
+        _add_to_tile(upgraded, entry.time_ms // HOUR, _micro(entry.amount))
+    if upgraded["max"] is not None:
+        _prune(upgraded)
+    return upgraded
 
 
 def update_card(

@@ -167,7 +167,7 @@ def _prune(state: TerminalState) -> None:
             del state["cb"][tx_id]
 
 
-def tiled(state: TerminalState) -> TerminalState:
+def with_tiles(state: TerminalState) -> TerminalState:
     """A terminal's state as kept before the hour tiles (every transaction of its 38 days),
     in today's form: the same tiles and recent list the current code would have built."""
     if "hours" in state:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from config.exceptions import StateFormatError
 from ml_model.features.events import FeatureEvent
-from ml_model.features.terminal import tiled
+from ml_model.features import card, terminal
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine.watermark import ShardMark
 
@@ -98,8 +98,8 @@ def apply_changes(state: EngineState, changes: Changes) -> None:
 
 
 # Each file starts with the format it was written in. Format 2: named state entries
-# (ml_model/features CardTx, TerminalTx, ...; SeenId); terminals without hour tiles (written
-# before ADR 0017) are converted as they load. Files of format 1 (no marker, positional
+# (ml_model/features CardTx, TerminalTx, ...; SeenId); cards and terminals without hour tiles
+# (written before ADR 0017) are converted as they load. Files of format 1 (no marker, positional
 # lists) cannot be read: start a new checkpoint with --resume-from-lake.
 FORMAT = b"engine-state/2\n"
 
@@ -143,9 +143,11 @@ class StateStore:
             state.shards = shards
             state.batch_id = batch
         state.batch_id = as_of
-        # Terminals saved before the hour tiles (ADR 0017) hold their whole 38-day list.
-        for key, terminal in state.terminals.items():
-            state.terminals[key] = tiled(terminal)
+        # Entities saved before the hour tiles (ADR 0017) hold their whole 31/38-day lists.
+        for key, card_state in state.cards.items():
+            state.cards[key] = card.with_tiles(card_state)
+        for key, terminal_state in state.terminals.items():
+            state.terminals[key] = terminal.with_tiles(terminal_state)
         logger.info(
             "engine state as of batch %d: %d cards, %d terminals, %d ids (snapshot %s + %d "
             "changelogs)",
