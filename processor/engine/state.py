@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from config.exceptions import StateFormatError
-from ml_model.features.events import FeatureEvent
 from ml_model.features import card, terminal
+from ml_model.features.events import FeatureEvent
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine.watermark import ShardMark
 
