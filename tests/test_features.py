@@ -26,6 +26,7 @@ from ml_model.features.definitions import (
     DAY,
     HOUR,
     LABEL_DELAY,
+    LATE_EVENT_SLACK,
     MINUTE,
     TERMINAL_RETENTION,
 )
@@ -271,6 +272,29 @@ def test_terminal_windows_match_their_definition_at_every_boundary() -> None:
         assert features == pytest.approx(expected_terminal_features(events, event)), event
 
 
+def test_an_event_up_to_the_late_slack_behind_gets_its_on_time_features() -> None:
+    """Delivered after everything else (up to LATE_EVENT_SLACK behind the newest event), a
+    transaction gets exactly the card and terminal features it gets in event-time order."""
+    events = terminal_history(seed=6)
+    newest = max(e.time_ms for e in events)
+    candidates = [
+        e
+        for e in events
+        if e.kind == "transaction" and newest - LATE_EVENT_SLACK + MINUTE < e.time_ms < newest
+    ]
+    assert any(e.time_ms < newest - 3 * DAY for e in candidates)
+    for late in random.Random(6).sample(candidates, 25):
+        card_events = [e for e in events if e.kind == "transaction" and e.card == late.card]
+        for update, fresh, mine in (
+            (update_card, empty_card_state, card_events),
+            (update_terminal, empty_terminal_state, events),
+        ):
+            _, on_time = update(fresh(), mine)
+            state, _ = update(fresh(), [e for e in mine if e is not late])
+            _, delivered_late = update(state, [late])
+            assert delivered_late == [pair for pair in on_time if pair[0] is late], late
+
+
 def test_a_terminal_saved_before_the_hour_tiles_loads_as_if_built_with_them() -> None:
     events = sorted(terminal_history(seed=4), key=lambda e: e.key)
     first, rest = events[:200], events[200:]
@@ -323,8 +347,12 @@ def test_a_card_saved_before_the_hour_tiles_loads_as_if_built_with_them() -> Non
         "max": newest,
     }
     upgraded = card_with_tiles(old_form)
-    for part in ("tx", "hours", "counts", "sums"):
-        assert upgraded[part] == current[part], part
+    # The old form held 31 days, the tiles keep the late-event slack too: same tiles from there.
+    kept = len(current["hours"]) - len(upgraded["hours"])
+    assert kept > 0 and upgraded["hours"][0] >= (newest - CARD_RETENTION) // HOUR
+    for part in ("hours", "counts", "sums"):
+        assert upgraded[part] == current[part][kept:], part
+    assert upgraded["tx"] == current["tx"]
     _, expected = update_card(current, rest)
     _, got = update_card(upgraded, rest)
     assert got == expected and got

@@ -31,8 +31,8 @@ from ml_model.features.definitions import (
     DAY,
     FAILED_LOGIN_WINDOW,
     HOUR,
+    LATE_EVENT_SLACK,
     MIN_TRAVEL_GAP,
-    RETENTION_SLACK,
 )
 from ml_model.features.events import AUTH, TRANSACTION, FeatureEvent
 
@@ -73,7 +73,9 @@ _EARTH_KM = 6371.0
 
 
 # The exact transactions kept: the longest exact window, plus the slack a late event may have.
-RECENT_RETENTION = DAY + RETENTION_SLACK
+RECENT_RETENTION = DAY + LATE_EVENT_SLACK
+# The hour tiles kept: the longest window, plus the same slack.
+TILE_RETENTION = CARD_MEAN_WINDOW + LATE_EVENT_SLACK
 # Windows longer than this are read from the hour tiles.
 EXACT_UP_TO = DAY
 _MICRO = 1_000_000
@@ -226,11 +228,11 @@ def _prune(state: CardState) -> None:
     cut = bisect_left(state["tx"], newest - RECENT_RETENTION, key=_time) - 1
     if cut > 0:
         del state["tx"][:cut]
-    cut = bisect_left(state["hours"], (newest - CARD_RETENTION) // HOUR)
+    cut = bisect_left(state["hours"], (newest - TILE_RETENTION) // HOUR)
     if cut:
         for tiles in (state["hours"], state["counts"], state["sums"]):
             del tiles[:cut]
-    cut = bisect_left(state["fail"], newest - FAILED_LOGIN_WINDOW - RETENTION_SLACK, key=_time)
+    cut = bisect_left(state["fail"], newest - FAILED_LOGIN_WINDOW - LATE_EVENT_SLACK, key=_time)
     if cut:
         del state["fail"][:cut]
 

@@ -27,6 +27,9 @@ LABEL_DELAY: Final = 7 * DAY
 # Extra history kept beyond the longest window, so that an out-of-order event up to this much
 # older than the newest one still sees its whole window (the watermark is far shorter).
 RETENTION_SLACK: Final = DAY
+# How far behind an entity's newest event a late event may be and still get exactly the
+# features it would have had on time: the state keeps this much more than its windows need.
+LATE_EVENT_SLACK: Final = 7 * DAY
 CARD_RETENTION: Final = CARD_MEAN_WINDOW + RETENTION_SLACK
 TERMINAL_RETENTION: Final = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + RETENTION_SLACK
 # Fastest plausible travel (an airliner); the time gap is floored so that two swipes a few

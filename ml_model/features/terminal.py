@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from ml_model.features.definitions import (
     HOUR,
     LABEL_DELAY,
-    RETENTION_SLACK,
+    LATE_EVENT_SLACK,
     TERMINAL_RETENTION,
     TERMINAL_RISK_WINDOWS,
     TERMINAL_WINDOWS,
@@ -58,9 +58,9 @@ def _time(entry: TerminalTx) -> int:
 
 
 # The exact transactions kept: the longest traffic window, plus the slack a late event may have.
-RECENT_RETENTION = max(TERMINAL_WINDOWS.values()) + RETENTION_SLACK
-# Hour tiles kept: the longest risk window, and the hour its start is rounded down to.
-TILE_RETENTION = TERMINAL_RETENTION + HOUR
+RECENT_RETENTION = max(TERMINAL_WINDOWS.values()) + LATE_EVENT_SLACK
+# Hour tiles kept: the longest risk window, the hour its end is rounded down to, the same slack.
+TILE_RETENTION = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + HOUR + LATE_EVENT_SLACK
 
 
 def empty_terminal_state() -> TerminalState:

@@ -143,7 +143,7 @@ class StateStore:
             state.shards = shards
             state.batch_id = batch
         state.batch_id = as_of
-        # Entities saved before the hour tiles (ADR 0017) hold their whole 31/38-day lists.
+        # Entities saved before the hour tiles (ADR 0017) hold every event of their windows.
         for key, card_state in state.cards.items():
             state.cards[key] = card.with_tiles(card_state)
         for key, terminal_state in state.terminals.items():
