@@ -184,6 +184,9 @@ def throughput(
         "peak_rss_mb": peak_rss_mb(),
         "batches": batches,
         "sink_ms_per_batch": timings,
+        # Spark's own split of each data batch (latestOffset, queryPlanning, addBatch = the sink,
+        # walCommit, commitOffsets, ...): what a batch pays besides the sink.
+        "spark_ms_per_batch": [p["durationMs"] for p in query.recentProgress if p["numInputRows"]],
     }
 
 

@@ -11,12 +11,15 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from botocore.exceptions import ClientError
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
 from config.aws import make_client
 from config.exceptions import SourceOptionError
 from config.settings import Settings
 from processor.kinesis_source import parse_options, register
+from processor.kinesis_source.client import ShardReader
+from processor.kinesis_source.client import make_client as make_source_client
 from processor.kinesis_source.deaggregation import user_records
 from processor.kinesis_source.reader import KinesisStreamReader
 from processor.kinesis_source.shards import ShardInfo, readable_shards
@@ -342,3 +345,40 @@ def test_reshard_mid_stream_loses_nothing_and_keeps_per_key_order(
     for key, data in before + after:
         sent[key].append(data)
     assert by_key == sent
+
+
+@pytest.mark.integration
+def test_get_records_parsed_without_botocore_equal_what_boto3_returns(settings: Settings) -> None:
+    """The source's client takes GetRecords' records out of the JSON body itself (speed);
+    they must carry what plain boto3 gives, and errors must still be botocore's."""
+    plain = make_client("kinesis", settings.aws)
+    ensure_stream(plain, settings.kinesis.stream_name, 1)
+    sent = [("key-α", b"\x00binary\xff"), ("k2", json.dumps({"a": "é"}).encode())] + items(50)
+    put(plain, settings.kinesis.stream_name, sent)
+    opts = parse_options(options(settings))
+    fast = ShardReader(make_source_client(opts), opts, "shardId-000000000000", None, {})
+    got = fast.fetch(1000)
+    iterator = plain.get_shard_iterator(
+        StreamName=settings.kinesis.stream_name,
+        ShardId="shardId-000000000000",
+        ShardIteratorType="TRIM_HORIZON",
+    )["ShardIterator"]
+    response = plain.get_records(ShardIterator=iterator, Limit=1000)
+    assert [(r["PartitionKey"], r["Data"]) for r in got] == sent
+    assert [
+        (r["PartitionKey"], r["Data"], r["SequenceNumber"], r["ApproximateArrivalTimestamp"])
+        for r in got
+    ] == [
+        (
+            r["PartitionKey"],
+            r["Data"],
+            r["SequenceNumber"],
+            r["ApproximateArrivalTimestamp"].timestamp(),
+        )
+        for r in response["Records"]
+    ]
+    assert fast.millis_behind_latest == response["MillisBehindLatest"]
+    assert fast.fetch(1000) == []  # the iterator botocore parsed from the rest of the body
+    with pytest.raises(ClientError) as failure:
+        make_source_client(opts).get_records(ShardIterator="not-an-iterator", Limit=10)
+    assert failure.value.response["Error"]["Code"]

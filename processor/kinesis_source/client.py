@@ -1,10 +1,12 @@
 """Kinesis reads with retries: throttling and transient errors back off, expired iterators renew.
 
-`ShardReader` walks one shard from a position and hands out raw records (boto3's dicts).
+`ShardReader` walks one shard from a position and hands out raw records: dicts with `Data`
+(bytes), `PartitionKey`, `SequenceNumber` and `ApproximateArrivalTimestamp` (epoch seconds).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,13 +32,44 @@ def make_client(options: SourceOptions) -> Any:
         aws_secret_access_key=options.secret_key,
         region_name=options.region,
     )
-    return session.client(
+    client = session.client(
         "kinesis",
         endpoint_url=options.endpoint_url,
         config=Config(
             connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}
         ),
     )
+    client.meta.events.register("before-parse.kinesis.GetRecords", take_records_from_body)
+    return client
+
+
+def take_records_from_body(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """Parse a successful GetRecords response's records with json.loads, not botocore.
+
+    botocore's parser walks every field of every record through the API's shapes: 0.4 s of a
+    10,000-record call (40 µs a record), where json.loads and base64 take 0.06 s (ADR 0018).
+    The records are taken out of the body and handed back through botocore's own hook for
+    customised responses; the rest of the body (iterator, lag, child shards) and any error
+    response are still parsed by botocore.
+    """
+    if response_dict.get("status_code") != 200 or not response_dict.get("body"):
+        return
+    body = json.loads(response_dict["body"])
+    records = body.pop("Records", None)
+    if records is None:
+        return
+    customized_response_dict["Records"] = [
+        {
+            "Data": base64.b64decode(record["Data"]),
+            "PartitionKey": record["PartitionKey"],
+            "SequenceNumber": record["SequenceNumber"],
+            "ApproximateArrivalTimestamp": float(record["ApproximateArrivalTimestamp"]),
+        }
+        for record in records
+    ]
+    response_dict["body"] = json.dumps(body).encode()
 
 
 def call(options: SourceOptions, fn: Any, **kwargs: Any) -> Any:
