@@ -148,7 +148,11 @@ def test_engine_routes_each_row_to_its_table(spark: Any, parsed: Any, tmp_path: 
     result = engine.process(parsed.toArrow().to_pylist(), 0)
     assert result.duplicates == 1 and result.late == 0
 
-    transactions = spark.createDataFrame(event_table(result.transactions, TRANSACTION_TABLE))
+    arrow = event_table(result.transactions, TRANSACTION_TABLE)
+    first = next(r for r in arrow.to_pylist() if r["transaction_id"] == "txn-001")
+    assert first["card_seconds_since_prev"] is None  # NaN in the features, null in the lake
+    assert first["event_date"] == first["event_time"].date()
+    transactions = spark.createDataFrame(arrow)
     expected = spark.createDataFrame(
         [("txn-001", 0.0, 25.0), ("txn-002", 1.0, 900.0)],
         "transaction_id STRING, card_tx_count_1h DOUBLE, amount DOUBLE",
