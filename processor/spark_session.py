@@ -75,7 +75,11 @@ def build_spark(
     master: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> SparkSession:
-    """Get or create the session with Delta, RocksDB state and the profile's s3a settings."""
+    """Get or create the session with Delta and the profile's s3a settings.
+
+    No Spark state store is configured: the job has no stateful Spark operator (the feature
+    engine keeps its state itself, ADR 0009).
+    """
     from pyspark.sql import SparkSession
 
     # Python workers must run this interpreter, or they cannot import pyarrow and the project.
@@ -88,9 +92,6 @@ def build_spark(
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.shuffle.partitions": str(settings.processor.shuffle_partitions),
-        "spark.sql.streaming.stateStore.providerClass": (
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
-        ),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -112,22 +113,4 @@ def build_spark(
     options.update(extra or {})
     for key, value in options.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    _quiet_state_server(spark)
-    return spark
-
-
-def _quiet_state_server(spark: SparkSession) -> None:
-    """Silence the Python state server's WARN for every first read of a key's state.
-
-    A new card or terminal has no state yet, which is normal here; one warning per new key would
-    bury real warnings. (Executors in a cluster take this from their own log4j2 config.)
-    """
-    jvm = getattr(spark.sparkContext, "_jvm", None)
-    if jvm is None:
-        return
-    log4j = jvm.org.apache.logging.log4j
-    log4j.core.config.Configurator.setLevel(
-        "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
-        log4j.Level.ERROR,
-    )
+    return builder.getOrCreate()
