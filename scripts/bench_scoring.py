@@ -203,10 +203,12 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)
     committed: list[int] = []
+    phases: list[dict[str, int]] = []
 
     def timed(batch: Any, batch_id: int) -> None:
         writer(batch, batch_id)
         committed.extend(writer.stats.arrival_to_commit_ms)
+        phases.append(dict(writer.stats.timings_ms))
 
     query = write(transform(ingest(spark, run), run), run, timed, False)
     stop_sending = threading.Event()
@@ -232,6 +234,7 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     thread.join()
     time.sleep(20)  # let the last batches finish
     query.stop()
+    data_batches = [p for p in query.recentProgress if p["numInputRows"]]
     latencies = list(alerts.stats.latencies_ms)  # the most recent 20,000: a run has fewer
     warm = latencies[len(latencies) // 10 :]
     commits = committed[len(committed) // 10 :]  # the first tenth is warm-up
@@ -250,8 +253,24 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
         "event_to_alert_ms": percentiles(warm),
         "events_measured": len(commits),
         "arrival_to_lake_commit_ms": percentiles(commits),
+        # Where a data batch's time went (medians, ms): its size, Spark's split, the sink's.
+        "median_batch": {
+            "rows": _median([p["numInputRows"] for p in data_batches]),
+            **{
+                f"spark_{key}": _median([p["durationMs"].get(key, 0) for p in data_batches])
+                for key in ("triggerExecution", "latestOffset", "addBatch")
+            },
+            **{
+                f"sink_{key}": _median([p.get(key, 0) for p in phases])
+                for key in sorted({key for p in phases for key in p})
+            },
+        },
         "load_average": os.getloadavg(),
     }
+
+
+def _median(values: list[int]) -> int | None:
+    return round(float(np.median(values))) if values else None
 
 
 def vectorised_vs_rows(spark: Any, settings: Settings, model_path: str) -> dict[str, Any]:
