@@ -17,7 +17,7 @@ from config.exceptions import StateFormatError
 from ml_model.features import compute_features, from_row
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
-from processor.engine.state import SNAPSHOT_EVERY, EngineState
+from processor.engine.state import SNAPSHOT_EVERY, EngineState, _dump, _load
 from processor.engine.watermark import (
     WATERMARK_MAX_SKEW_MS,
     ShardMark,
@@ -309,6 +309,28 @@ def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Pa
     files.put("engine_state/0.snapshot", old)
     with pytest.raises(StateFormatError, match="resume-from-lake"):
         StateStore(files).load(0)
+
+
+def test_a_checkpoint_saved_before_the_hour_tiles_loads_with_them(tmp_path: Path) -> None:
+    """Entities saved in the form kept before ADR 0017 (every event, no tiles) are converted as
+    the state loads, from the snapshot and from the changelogs after it."""
+    eng = engine(tmp_path)
+    run(eng, [tx(1, 1.0), tx(2, 90.0, card="card-b", terminal="term-2")], 0)
+    run(eng, [tx(3, 150.0)], 1)
+    files = CheckpointFiles(str(tmp_path))
+    for name in ("engine_state/0.snapshot", "engine_state/1.changes"):
+        saved = _load(files.get(name), name)
+        tables = [saved.cards, saved.terminals] if name.endswith("snapshot") else []
+        if not tables:
+            tables = [saved[0].cards, saved[0].terminals]
+        for table in tables:
+            for entity in table.values():
+                for tiles in ("hours", "counts", "sums"):
+                    entity.pop(tiles, None)
+        files.put(name, _dump(saved))
+    loaded = StateStore(files).load(1)
+    assert loaded.cards == eng.state.cards and loaded.terminals == eng.state.terminals
+    assert loaded.cards["card-a"]["counts"] == [1, 1]  # minutes 1 and 150: two hours
 
 
 def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:

@@ -24,8 +24,8 @@ FAILED_LOGIN_WINDOW: Final = HOUR
 TERMINAL_WINDOWS: Final = {"1h": HOUR, "24h": DAY}
 TERMINAL_RISK_WINDOWS: Final = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 LABEL_DELAY: Final = 7 * DAY
-# Extra history kept beyond the longest window, so that an out-of-order event up to this much
-# older than the newest one still sees its whole window (the watermark is far shorter).
+# How long an idle entity's state outlives its longest window before the stream evicts it
+# (an event after that starts the entity afresh, as training does).
 RETENTION_SLACK: Final = DAY
 # How far behind an entity's newest event a late event may be and still get exactly the
 # features it would have had on time: the state keeps this much more than its windows need.
