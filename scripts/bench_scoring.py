@@ -36,6 +36,7 @@ from ml_model.scorer import LocalScorer
 from ml_model.train import main as train_main
 from processor.alerts import AlertWriter
 from processor.job import ingest, lake_writer, transform, write
+from processor.metrics import batch_summary
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
 from processor.spark_session import build_spark
@@ -226,12 +227,26 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
             next_at += tick
             time.sleep(max(0.0, next_at - time.monotonic()))
 
+    lag: list[tuple[float, int]] = []  # (seconds since sending began, max MillisBehindLatest)
+
+    def sample_lag(began: float) -> None:
+        while not stop_sending.wait(1.0):
+            progress = query.lastProgress
+            behind = (
+                batch_summary(progress, writer.stats)["max_source_lag_ms"] if progress else None
+            )
+            if behind is not None:
+                lag.append((time.monotonic() - began, behind))
+
     thread = threading.Thread(target=send, daemon=True)
     time.sleep(15)  # the query's first (empty) batches: start-up is not latency
     thread.start()
+    sampler = threading.Thread(target=sample_lag, args=(time.monotonic(),), daemon=True)
+    sampler.start()
     time.sleep(duration)
     stop_sending.set()
     thread.join()
+    sampler.join()
     time.sleep(20)  # let the last batches finish
     query.stop()
     data_batches = [p for p in query.recentProgress if p["numInputRows"]]
@@ -253,6 +268,7 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
         "event_to_alert_ms": percentiles(warm),
         "events_measured": len(commits),
         "arrival_to_lake_commit_ms": percentiles(commits),
+        "millis_behind_latest": lag_trend(lag),
         # Where a data batch's time went (medians, ms): its size, Spark's split, the sink's.
         "median_batch": {
             "rows": _median([p["numInputRows"] for p in data_batches]),
@@ -266,6 +282,25 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
             },
         },
         "load_average": os.getloadavg(),
+    }
+
+
+def lag_trend(samples: list[tuple[float, int]]) -> dict[str, Any]:
+    """The source's MillisBehindLatest while sending: medians of the first and last third, and
+    its least-squares slope (ms of lag gained per second). Flat: the job keeps up."""
+    if len(samples) < 6:
+        return {"samples": len(samples)}
+    third = len(samples) // 3
+    seconds, behind = np.array(samples, dtype=float).T
+    slope = float(np.polyfit(seconds, behind, 1)[0])
+    return {
+        "samples": len(samples),
+        "first_third_median_ms": round(float(np.median(behind[:third]))),
+        "last_third_median_ms": round(float(np.median(behind[-third:]))),
+        "slope_ms_per_s": round(slope, 1),
+        # Less than 5% of real time gained as lag, and no more than 2 s of it over the run.
+        "flat": slope < 50
+        and float(np.median(behind[-third:])) < 2_000 + float(np.median(behind[:third])),
     }
 
 
