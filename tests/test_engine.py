@@ -15,9 +15,11 @@ import pytest
 
 from config.exceptions import StateFormatError
 from ml_model.features import compute_features, from_row
+from ml_model.features.definitions import CARD, TERMINAL
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
-from processor.engine.state import SNAPSHOT_EVERY, EngineState, _dump, _load
+from processor.engine import state as state_module
+from processor.engine.state import SNAPSHOT_EVERY, BatchLog, Changes, EngineState, _load
 from processor.engine.watermark import (
     WATERMARK_MAX_SKEW_MS,
     ShardMark,
@@ -285,14 +287,89 @@ def test_replay_after_a_crash_reads_what_the_previous_batch_left(tmp_path: Path)
     assert run(restarted, rows[30:40], 3).transactions == expected[3]
 
 
+def _same_state(loaded: EngineState, kept: EngineState | None) -> None:
+    assert kept is not None
+    assert loaded.cards == kept.cards and loaded.terminals == kept.terminals
+    assert loaded.seen == kept.seen
+    assert repr(loaded.held) == repr(kept.held)  # held rows carry NaN features: NaN != NaN
+    assert loaded.shards == kept.shards
+
+
 def test_state_survives_snapshots_and_changelogs(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     for batch in range(SNAPSHOT_EVERY + 3):
-        run(eng, [tx(batch, batch, card=f"c{batch % 7}", seq=batch)], batch)
-    assert eng.state is not None
-    loaded = StateStore(CheckpointFiles(str(tmp_path))).load(SNAPSHOT_EVERY + 2)
-    assert loaded.cards == eng.state.cards and loaded.seen == eng.state.seen
-    assert loaded.shards == eng.state.shards
+        rows = [
+            tx(2 * batch, batch, card=f"c{batch % 7}", terminal=f"t{batch % 3}", seq=2 * batch),
+            tx(2 * batch + 1, batch + 0.5, card=f"c{batch % 5}", seq=2 * batch + 1),
+        ]
+        run(eng, rows, batch)
+    files = CheckpointFiles(str(tmp_path))
+    assert files.batch_ids("engine_state", ".snapshot") == [0, SNAPSHOT_EVERY]
+    _same_state(StateStore(files).load(SNAPSHOT_EVERY + 2), eng.state)
+    _same_state(StateStore(files).load(SNAPSHOT_EVERY - 1), _replayed_without_files(tmp_path))
+
+
+def _replayed_without_files(tmp_path: Path) -> EngineState | None:
+    """The same first SNAPSHOT_EVERY batches in a fresh engine, kept in memory only."""
+    eng = engine(tmp_path / "fresh")
+    for batch in range(SNAPSHOT_EVERY):
+        rows = [
+            tx(2 * batch, batch, card=f"c{batch % 7}", terminal=f"t{batch % 3}", seq=2 * batch),
+            tx(2 * batch + 1, batch + 0.5, card=f"c{batch % 5}", seq=2 * batch + 1),
+        ]
+        run(eng, rows, batch)
+    return eng.state
+
+
+def test_a_changelog_holds_the_batch_events_not_the_entities(tmp_path: Path) -> None:
+    """A long-lived card's changelog costs the events the batch applied, not its history."""
+    eng = engine(tmp_path)
+    run(eng, [tx(i, i, seq=i) for i in range(300)], 0)  # batch 0: a snapshot
+    run(eng, [tx(300, 300, seq=300)], 1)
+    files = CheckpointFiles(str(tmp_path))
+    log, _ = _load(files.get("engine_state/1.changes"), "1.changes")
+    assert isinstance(log, BatchLog)
+    assert [[e.event_id for e in events] for events in log.applied[CARD].values()] == [
+        ["tx-000300"]
+    ]
+    assert list(log.applied[TERMINAL]) == ["term-1"] and log.events == 2
+    _same_state(StateStore(files).load(1), eng.state)
+
+
+def test_evictions_and_held_events_replay_from_changelogs(tmp_path: Path) -> None:
+    short = EngineSettings(
+        watermark_delay_ms=MIN, idle_shard_timeout_ms=MIN, dedupe_retention_ms=HOUR
+    )
+    eng = engine(tmp_path, short)
+    run(eng, [tx(1, 0, card="old", terminal="t-old")], 0)
+    run(eng, [tx(2, 1, card="old", terminal="t-old", seq=2)], 1)
+    days = 40 * 24 * 60  # past every retention: batch 2 evicts "old" and "t-old"
+    run(eng, [tx(3, days, card="new", seq=3), tx(4, days + 1, card="new", seq=4)], 2)
+    # Terminal events wait for the backlogged slow shard (held, in the changelog); its one
+    # event cannot move its mark, so it waits too.
+    ahead = [tx(10 + i, days + 60 + i, shard="fast", terminal="t", seq=i) for i in range(3)]
+    held = eng.process([dict(r) for r in ahead + [tx(20, days + 2, shard="slow")]], 3, {"slow"})
+    eng.commit()
+    assert held.held == 4
+    assert eng.state is not None and "old" not in eng.state.cards
+    _same_state(StateStore(CheckpointFiles(str(tmp_path))).load(3), eng.state)
+
+
+def test_a_snapshot_comes_early_when_the_changelogs_hold_many_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_module, "SNAPSHOT_EVENTS", 10)
+    eng = engine(tmp_path)
+    for batch in range(6):
+        run(eng, [tx(4 * batch + i, 4 * batch + i, seq=4 * batch + i) for i in range(4)], batch)
+    files = CheckpointFiles(str(tmp_path))
+    # 4 transactions = 8 entity events a batch: the second changelog after a snapshot passes 10.
+    assert files.batch_ids("engine_state", ".snapshot") == [0, 2, 4]
+    restarted = StateStore(files)
+    _same_state(restarted.load(5), eng.state)
+    eng.state = None  # a new driver would load; the store then counts batch 5's events
+    run(eng, [tx(90, 90, seq=90)], 6)
+    assert files.batch_ids("engine_state", ".snapshot") == [0, 2, 4, 6]
 
 
 def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Path) -> None:
@@ -312,25 +389,37 @@ def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Pa
 
 
 def test_a_checkpoint_saved_before_the_hour_tiles_loads_with_them(tmp_path: Path) -> None:
-    """Entities saved in the form kept before ADR 0017 (every event, no tiles) are converted as
-    the state loads, from the snapshot and from the changelogs after it."""
-    eng = engine(tmp_path)
+    """Files of format 2 (ADR 0017's predecessor): entities without hour tiles, a changelog of
+    whole entities. They load, converted, and batches replay onto them."""
+    eng = engine(tmp_path / "now")
     run(eng, [tx(1, 1.0), tx(2, 90.0, card="card-b", terminal="term-2")], 0)
-    run(eng, [tx(3, 150.0)], 1)
-    files = CheckpointFiles(str(tmp_path))
-    for name in ("engine_state/0.snapshot", "engine_state/1.changes"):
-        saved = _load(files.get(name), name)
-        tables = [saved.cards, saved.terminals] if name.endswith("snapshot") else []
-        if not tables:
-            tables = [saved[0].cards, saved[0].terminals]
-        for table in tables:
-            for entity in table.values():
-                for tiles in ("hours", "counts", "sums"):
-                    entity.pop(tiles, None)
-        files.put(name, _dump(saved))
-    loaded = StateStore(files).load(1)
-    assert loaded.cards == eng.state.cards and loaded.terminals == eng.state.terminals
-    assert loaded.cards["card-a"]["counts"] == [1, 1]  # minutes 1 and 150: two hours
+    run(eng, [tx(3, 150.0, seq=3)], 1)
+    assert eng.state is not None
+
+    def untiled(entity: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in entity.items() if k not in ("hours", "counts", "sums")}
+
+    def format_2(value: Any) -> bytes:
+        return b"engine-state/2\n" + zlib.compress(pickle.dumps(value))
+
+    files = CheckpointFiles(str(tmp_path / "old"))
+    kept = StateStore(CheckpointFiles(str(tmp_path / "now"))).load(0)
+    kept.cards = {k: untiled(v) for k, v in kept.cards.items()}
+    kept.terminals = {k: untiled(v) for k, v in kept.terminals.items()}
+    files.put("engine_state/0.snapshot", format_2(kept))
+    changes = Changes(
+        cards={"card-a": untiled(eng.state.cards["card-a"])},
+        terminals={"term-1": untiled(eng.state.terminals["term-1"])},
+        seen={"transaction:tx-000003": eng.state.seen["transaction:tx-000003"]},
+    )
+    files.put("engine_state/1.changes", format_2((changes, eng.state.shards)))
+    _same_state(StateStore(files).load(1), eng.state)
+    assert eng.state.cards["card-a"]["counts"] == [1, 1]  # minutes 1 and 150: two hours
+    # A batch after the upgrade logs events, replayed onto the converted entities.
+    upgraded = FeatureEngine(StateStore(files), SETTINGS)
+    after = [tx(4, 200.0, seq=4)]
+    assert run(upgraded, after, 2).transactions == run(eng, after, 2).transactions
+    _same_state(StateStore(files).load(2), eng.state)
 
 
 def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:

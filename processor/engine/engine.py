@@ -38,7 +38,7 @@ from ml_model.features.definitions import (
 )
 from ml_model.features.events import FeatureEvent
 from processor.engine.ordering import release_mark
-from processor.engine.state import Changes, EngineState, HeldEvent, SeenId, StateStore
+from processor.engine.state import BatchLog, EngineState, HeldEvent, SeenId, StateStore
 from processor.engine.watermark import advance, combined, epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class FeatureEngine:
         self.settings = settings
         self.state: EngineState | None = None
         self._expiry: dict[int, set[tuple[str, str]]] = defaultdict(set)
-        self._changes = Changes()
+        self._log = BatchLog()
         self._pending: EngineState | None = None
 
     # ------------------------------------------------------------------ state in step
@@ -129,7 +129,7 @@ class FeatureEngine:
         """
         state = self._state_before(batch_id)
         self.state = None  # out of step until commit: a failure forces a reload
-        self._changes = Changes()
+        self._log = BatchLog()
         result = BatchResult()
         watermark = combined(
             state.shards, self.settings.watermark_delay_ms, self.settings.idle_shard_timeout_ms
@@ -148,7 +148,7 @@ class FeatureEngine:
                 else:
                     result.dead_letters.append(_conflict(row, first))
                 continue
-            state.seen[key] = self._changes.seen[key] = SeenId(row["payload_digest"], moment)
+            state.seen[key] = self._log.seen[key] = SeenId(row["payload_digest"], moment)
             self._schedule("seen", key, moment + self.settings.dedupe_retention_ms)
             lateness = None if watermark is None else watermark - moment
             row["late"] = lateness is not None and lateness >= 0
@@ -189,7 +189,7 @@ class FeatureEngine:
         """Persist the processed batch's state; it becomes the state for the next batch."""
         state = self._pending
         assert state is not None, "commit() without process()"
-        written = self.store.save(state, self._changes)
+        written = self.store.save(state, self._log)
         self.state = state
         return written
 
@@ -207,7 +207,7 @@ class FeatureEngine:
         # Held in earlier batches, and now due (the state keeps only what still waits).
         for key in [key for key, held in state.held.items() if due(held.event)]:
             event, row = state.held.pop(key)
-            self._changes.held[key] = None
+            self._log.held[key] = None
             assert event.terminal is not None
             by_terminal[event.terminal].append(event)
             if row is not None:
@@ -225,7 +225,7 @@ class FeatureEngine:
                         complete.append((event, row))
                 else:
                     held = HeldEvent(event, row if is_tx else None)
-                    state.held[row["dedupe_key"]] = self._changes.held[row["dedupe_key"]] = held
+                    state.held[row["dedupe_key"]] = self._log.held[row["dedupe_key"]] = held
             elif is_tx:
                 complete.append((event, row))  # no terminal: nothing to wait for
         card_features: dict[str, dict[str, float]] = defaultdict(dict)
@@ -250,10 +250,11 @@ class FeatureEngine:
         """Apply each entity's events (in event-key order) to its state, collecting features."""
         fresh, update, _ = ENTITY_KINDS[kind]
         table = state.cards if kind == CARD else state.terminals
-        changes = self._changes.cards if kind == CARD else self._changes.terminals
+        applied = self._log.applied[kind]
         for entity, events in grouped.items():
             current, produced = update(table.get(entity) or fresh(), events)
-            table[entity] = changes[entity] = current
+            table[entity] = current
+            applied[entity] = events
             self._schedule(kind, entity, current["max"] + RETENTION[kind])
             for event, values in produced:
                 out[event.event_id].update(values)
@@ -266,11 +267,10 @@ class FeatureEngine:
                     entry = state.seen.get(key)
                     if entry and entry.event_ms + self.settings.dedupe_retention_ms < watermark:
                         del state.seen[key]
-                        self._changes.seen[key] = None
+                        self._log.seen[key] = None
                     continue
                 table = state.cards if kind == CARD else state.terminals
-                changes = self._changes.cards if kind == CARD else self._changes.terminals
                 entity = table.get(key)
                 if entity is not None and entity["max"] + RETENTION[kind] < watermark:
                     del table[key]
-                    changes[key] = None
+                    self._log.evicted[kind].append(key)
