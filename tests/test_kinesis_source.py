@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,57 @@ def test_replayed_batch_reads_exactly_the_same_records(settings: Settings) -> No
         end = next_end
     assert len(first) + len(rest) == 300
     assert {r["data"] for r in first}.isdisjoint({r["data"] for r in rest})
+
+
+@pytest.mark.integration
+def test_a_caught_up_probe_costs_one_read_per_shard(settings: Settings) -> None:
+    """Steady state: the next probe reuses the iterator the last one left, and a short read
+    that is not behind counts as the tip without a second, empty read."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 2)
+    put(client, settings.kinesis.stream_name, items(100))
+    reader = KinesisStreamReader(parse_options(options(settings)))
+    calls: Counter[str] = Counter()
+    reader._kinesis().meta.events.register(
+        "before-call.kinesis", lambda model, **_: calls.update([model.name])
+    )
+    end, first = drain(reader, reader.initialOffset(), ReadAllAvailable())
+    assert len(first) == 100
+    assert all(shard["caughtUp"] for shard in end["shards"].values())
+    put(client, settings.kinesis.stream_name, items(50, tag="b"))
+    calls.clear()
+    _, second = drain(reader, end, ReadAllAvailable())
+    assert sorted(r["data"] for r in second) == sorted(d for _, d in items(50, tag="b"))
+    assert calls == {"ListShards": 1, "GetRecords": 2}
+
+
+@pytest.mark.integration
+def test_an_expired_iterator_is_renewed_after_the_last_record(settings: Settings) -> None:
+    """Kinesis expires an iterator after 5 minutes (moto does not): the reader asks for a new
+    one after the last record it read, losing and repeating nothing."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 1)
+    put(client, settings.kinesis.stream_name, items(30, keys=1))
+    source = make_source_client(parse_options(options(settings)))
+    shard = client.list_shards(StreamName=settings.kinesis.stream_name)["Shards"][0]["ShardId"]
+    reader = ShardReader(
+        source, parse_options(options(settings)), shard, None, {"type": "TRIM_HORIZON"}
+    )
+    read = [r["Data"] for r in reader.fetch(10)]
+    expired = ClientError({"Error": {"Code": "ExpiredIteratorException"}}, "GetRecords")
+    real_get_records = source.get_records
+    answers = iter([expired])
+
+    def get_records(**kwargs: Any) -> Any:
+        failure = next(answers, None)
+        if failure is not None:
+            raise failure
+        return real_get_records(**kwargs)
+
+    source.get_records = get_records
+    while batch := reader.fetch(10):
+        read.extend(r["Data"] for r in batch)
+    assert read == [d for _, d in items(30, keys=1)]
 
 
 @pytest.mark.integration

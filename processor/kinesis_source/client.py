@@ -107,13 +107,16 @@ class ShardReader:
         shard_id: str,
         after: str | None,
         position: dict[str, Any],
+        iterator: str | None = None,
     ) -> None:
+        """`iterator`: a shard iterator known to point right after `after` (one an earlier
+        reader left: `next_iterator`), saving a GetShardIterator call."""
         self._client = client
         self._options = options
         self.shard_id = shard_id
         self.last_sequence = after
         self._position = position
-        self._iterator: str | None = None
+        self._iterator: str | None = iterator
         self.closed = False  # the shard is closed and read to its end
         self.millis_behind_latest: int | None = None
         self.fetched = 0
@@ -171,6 +174,11 @@ class ShardReader:
             self.last_sequence = records[-1]["SequenceNumber"]
             self.fetched += len(records)
         return records
+
+    @property
+    def next_iterator(self) -> str | None:
+        """Where the next GetRecords would read from: right after `last_sequence`."""
+        return self._iterator
 
     def read_until(self, end_sequence: str) -> Iterator[dict[str, Any]]:
         """Every record after the start up to and including `end_sequence`."""

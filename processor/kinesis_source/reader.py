@@ -95,6 +95,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._client: Any = None
         self._handoff: dict[tuple[str, str | None, str], list[tuple[bytes, str, str, float]]] = {}
         self._lag: dict[str, int | None] = {}
+        # shard -> (the sequence number an iterator reads after, that iterator): the probe of
+        # the next batch starts where this one stopped without asking for a new iterator.
+        self._iterators: dict[str, tuple[str | None, str]] = {}
         self._target_ms: int | None = None  # AvailableNow: ignore records arriving later
 
     # ------------------------------------------------------------------ driver
@@ -150,6 +153,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 state["after"] = end
             state["closed"] = closed
             state["caughtUp"] = caught_up
+            # Only an iterator right after the batch's end can serve the next probe (an
+            # AvailableNow cut may have read past it).
+            if reader.next_iterator is not None and reader.last_sequence == state["after"]:
+                self._iterators[shard_id] = (state["after"], reader.next_iterator)
         log_fetched(self.options, "driver", fetched)
         return {"position": position, "shards": shards_state}
 
@@ -166,15 +173,19 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
         Exhausted: GetRecords ended the shard (no next iterator), or ListShards reports it
         closed and a read from our position is empty and not behind. Caught up: exhausted, or
-        a read came back empty and not behind, or (AvailableNow) the next record arrived after
-        the run's cut. A read that stopped on its budget is not caught up, even if the budget
+        a read came back empty or short of what was asked and not behind (MillisBehindLatest
+        0: nothing left to read now), or (AvailableNow) the next record arrived after the
+        run's cut. A read that stopped on its budget is not caught up, even if the budget
         happened to end exactly at the tip: the next batch finds out.
         """
-        reader = ShardReader(self._kinesis(), self.options, shard_id, after, position)
+        cached = self._iterators.pop(shard_id, None)
+        iterator = cached[1] if cached is not None and cached[0] == after else None
+        reader = ShardReader(self._kinesis(), self.options, shard_id, after, position, iterator)
         records: list[tuple[bytes, str, str, float]] = []
         empty = 0
         while len(records) < budget:
-            batch = reader.fetch(min(budget - len(records), MAX_GET_RECORDS_LIMIT))
+            asked = min(budget - len(records), MAX_GET_RECORDS_LIMIT)
+            batch = reader.fetch(asked)
             if self._target_ms is not None:
                 kept = [r for r in map(_compact, batch) if r[3] * 1000 <= self._target_ms]
                 if len(kept) < len(batch):
@@ -193,6 +204,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     return records, True, True, reader
                 if empty >= (_EMPTY_CALLS_WHEN_CAUGHT_UP if caught_up else _EMPTY_CALLS_MAX):
                     return records, False, caught_up, reader
+            elif len(batch) < asked and reader.millis_behind_latest == 0 and not shard_closed:
+                # Fewer records than asked and none behind them: this read reached the tip,
+                # so a second, empty read would only confirm it.
+                return records, False, True, reader
             else:
                 empty = 0
         return records, False, False, reader
