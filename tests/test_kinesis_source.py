@@ -21,7 +21,7 @@ from processor.kinesis_source import parse_options, register
 from processor.kinesis_source.client import ShardReader
 from processor.kinesis_source.client import make_client as make_source_client
 from processor.kinesis_source.deaggregation import user_records
-from processor.kinesis_source.reader import KinesisStreamReader
+from processor.kinesis_source.reader import KinesisStreamReader, ShardRange, group_ranges
 from processor.kinesis_source.shards import ShardInfo, readable_shards
 from scripts.local_aws import free_port
 from scripts.setup_aws import ensure_stream
@@ -62,6 +62,7 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
         ({"streamName": "s", "maxRecordsPerShard": "many"}, "option 'maxRecordsPerShard'"),
         ({"streamName": "s", "maxRecordsPerTrigger": "0"}, "option 'maxRecordsPerTrigger'"),
         ({"streamName": "s", "readMode": "twice"}, "option 'readMode'"),
+        ({"streamName": "s", "minRecordsPerPartition": "0"}, "option 'minRecordsPerPartition'"),
         ({"streamName": "s", "awsAccessKeyId": "x"}, "'awsSecretKey'"),
         ({"streamName": "s", "startingSequenceNumbers": "[1]"}, "'startingSequenceNumbers'"),
         ({"streamName": "s", "startingSequenceNumbers": '{"a": 1}'}, "'startingSequenceNumbers'"),
@@ -70,6 +71,33 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
 def test_bad_options_are_one_clear_error(given: dict[str, str], message: str) -> None:
     with pytest.raises(SourceOptionError, match=message):
         parse_options(given)
+
+
+def _shard_range(shard: str, records: int | None) -> ShardRange:
+    handed = None if records is None else [(b"x", "k", str(n), 0.0) for n in range(records)]
+    return ShardRange(shard, None, {"type": "TRIM_HORIZON"}, "9", handed)
+
+
+def test_small_handed_off_ranges_share_a_partition() -> None:
+    """A task costs the same round trips whatever it carries: a 1,700-record batch over four
+    shards is one partition, a 40,000-record one is four; a range to re-read keeps its own."""
+    small = [_shard_range(f"s{i}", 425) for i in range(4)]
+    assert [[r.shard_id for r in p.ranges] for p in group_ranges(small, 5_000)] == [
+        ["s0", "s1", "s2", "s3"]
+    ]
+    large = [_shard_range(f"s{i}", 10_000) for i in range(4)]
+    assert [len(p.ranges) for p in group_ranges(large, 5_000)] == [1, 1, 1, 1]
+    uneven = [_shard_range("a", 9_000), _shard_range("b", 600), _shard_range("c", 500)]
+    assert [[r.shard_id for r in p.ranges] for p in group_ranges(uneven, 5_000)] == [
+        ["a"],
+        ["b", "c"],
+    ]
+    mixed = [_shard_range("a", 10), _shard_range("b", None), _shard_range("c", 10)]
+    assert [[r.shard_id for r in p.ranges] for p in group_ranges(mixed, 5_000)] == [
+        ["a", "c"],
+        ["b"],
+    ]
+    assert group_ranges([], 5_000) == []
 
 
 def test_timestamps_parse_from_iso_or_epoch() -> None:

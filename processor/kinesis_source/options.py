@@ -14,6 +14,9 @@ from config.exceptions import SourceOptionError
 STARTING_POSITIONS: Final = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 READ_MODES: Final = ("handoff", "reread")
 MAX_GET_RECORDS_LIMIT: Final = 10_000
+# Handed-off records a Spark partition should carry before another is planned: every task pays
+# ~70 ms of Python worker round trips whatever its size (docs/benchmarks.md).
+MIN_RECORDS_PER_PARTITION: Final = 5_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SourceOptions:
     max_retries: int
     retry_backoff_ms: int
     fetch_log: str | None
+    min_records_per_partition: int = MIN_RECORDS_PER_PARTITION
     # Shard -> the last sequence number already processed: those shards start right after it
     # (a fresh checkpoint resuming where the lake ends); other shards start at the position.
     starting_sequence_numbers: tuple[tuple[str, str], ...] = ()
@@ -129,5 +133,9 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         max_retries=_int(options, "maxRetries", 8, 0, 100) or 0,
         retry_backoff_ms=_int(options, "retryBackoffMs", 100, 1, 60_000) or 100,
         fetch_log=_get(options, "fetchLogPath") or None,
+        min_records_per_partition=_int(
+            options, "minRecordsPerPartition", MIN_RECORDS_PER_PARTITION, 1, 10**9
+        )
+        or MIN_RECORDS_PER_PARTITION,
         starting_sequence_numbers=_sequence_numbers(_get(options, "startingSequenceNumbers")),
     )

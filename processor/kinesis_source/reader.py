@@ -67,6 +67,31 @@ class ShardRange(InputPartition):
     records: list[tuple[bytes, str, str, float]] | None  # handed off by the driver, or None
 
 
+@dataclass
+class ShardRanges(InputPartition):
+    """One Spark partition: the ranges of one or more shards, read one after the other."""
+
+    ranges: list[ShardRange]
+
+
+def group_ranges(ranges: list[ShardRange], min_records: int) -> list[ShardRanges]:
+    """Handed-off ranges share partitions, about `min_records` records or more each (a task
+    costs the same fixed round trips whatever it carries); a range to re-read from Kinesis
+    (after a restart: its size is unknown) gets a partition of its own."""
+    handed = [r for r in ranges if r.records is not None]
+    reread = [ShardRanges([r]) for r in ranges if r.records is None]
+    total = sum(len(r.records or ()) for r in handed)
+    count = max(1, min(len(handed), total // min_records))
+    bins: list[list[ShardRange]] = [[] for _ in range(count)]
+    sizes = [0] * count
+    for shard_range in sorted(handed, key=lambda r: -len(r.records or ())):
+        lightest = sizes.index(min(sizes))
+        bins[lightest].append(shard_range)
+        sizes[lightest] += len(shard_range.records or ())
+    grouped = [ShardRanges(sorted(b, key=lambda r: r.shard_id)) for b in bins if b]
+    return grouped + reread
+
+
 def _initial_position(options: SourceOptions) -> dict[str, Any]:
     if options.starting_position == "TRIM_HORIZON":
         return {"type": "TRIM_HORIZON"}
@@ -216,7 +241,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         """Shown in the query progress as the source's latest offset: the per-shard lag."""
         return {"millisBehindLatest": dict(sorted(self._lag.items()))} if self._lag else None
 
-    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[ShardRange]:
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[ShardRanges]:
         ranges = []
         start_shards = start.get("shards", {})
         for shard_id, state in sorted(end.get("shards", {}).items()):
@@ -225,7 +250,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 continue
             records = self._handoff.pop((shard_id, after, state["after"]), None)
             ranges.append(ShardRange(shard_id, after, end["position"], state["after"], records))
-        return ranges
+        return group_ranges(ranges, self.options.min_records_per_partition)
 
     def commit(self, end: dict[str, Any]) -> None:
         # Handed-off records of committed batches are no longer needed for a retry.
@@ -236,7 +261,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     # ------------------------------------------------------------------ executor
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, ShardRange)
+        assert isinstance(partition, ShardRanges)
+        for shard_range in partition.ranges:
+            yield from self._read_range(shard_range)
+
+    def _read_range(self, partition: ShardRange) -> Iterator[pa.RecordBatch]:
         if partition.records is not None:
             raw: Any = partition.records
         else:
