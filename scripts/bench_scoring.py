@@ -204,12 +204,12 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)
     committed: list[int] = []
-    phases: list[dict[str, int]] = []
+    phases: dict[int, dict[str, int]] = {}  # batch id -> the sink's split (ms)
 
     def timed(batch: Any, batch_id: int) -> None:
         writer(batch, batch_id)
         committed.extend(writer.stats.arrival_to_commit_ms)
-        phases.append(dict(writer.stats.timings_ms))
+        phases[batch_id] = dict(writer.stats.timings_ms)
 
     query = write(transform(ingest(spark, run), run), run, timed, False)
     stop_sending = threading.Event()
@@ -277,10 +277,20 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
                 for key in ("triggerExecution", "latestOffset", "addBatch")
             },
             **{
-                f"sink_{key}": _median([p.get(key, 0) for p in phases])
-                for key in sorted({key for p in phases for key in p})
+                f"sink_{key}": _median([p.get(key, 0) for p in phases.values()])
+                for key in sorted({key for p in phases.values() for key in p})
             },
         },
+        # The tail: the three longest data batches and where their time went.
+        "slowest_batches": [
+            {
+                "batch": p["batchId"],
+                "rows": p["numInputRows"],
+                **{f"spark_{key}": value for key, value in sorted(p["durationMs"].items())},
+                **{f"sink_{key}": value for key, value in phases.get(p["batchId"], {}).items()},
+            }
+            for p in sorted(data_batches, key=lambda p: -p["durationMs"]["triggerExecution"])[:3]
+        ],
         "load_average": os.getloadavg(),
     }
 

@@ -303,6 +303,7 @@ def test_state_survives_snapshots_and_changelogs(tmp_path: Path) -> None:
             tx(2 * batch + 1, batch + 0.5, card=f"c{batch % 5}", seq=2 * batch + 1),
         ]
         run(eng, rows, batch)
+        eng.store.wait_for_snapshot()  # written by a forked child: wait for it to land
     files = CheckpointFiles(str(tmp_path))
     assert files.batch_ids("engine_state", ".snapshot") == [0, SNAPSHOT_EVERY]
     _same_state(StateStore(files).load(SNAPSHOT_EVERY + 2), eng.state)
@@ -359,7 +360,8 @@ def test_a_snapshot_comes_early_when_the_changelogs_hold_many_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(state_module, "SNAPSHOT_EVENTS", 10)
-    eng = engine(tmp_path)
+    store = StateStore(CheckpointFiles(str(tmp_path)), background_snapshots=False)
+    eng = FeatureEngine(store, SETTINGS)
     for batch in range(6):
         run(eng, [tx(4 * batch + i, 4 * batch + i, seq=4 * batch + i) for i in range(4)], batch)
     files = CheckpointFiles(str(tmp_path))
@@ -372,6 +374,32 @@ def test_a_snapshot_comes_early_when_the_changelogs_hold_many_events(
     assert files.batch_ids("engine_state", ".snapshot") == [0, 2, 4, 6]
 
 
+class _NoSnapshots(CheckpointFiles):
+    def put(self, name: str, body: bytes) -> None:
+        if name.endswith(".snapshot"):
+            raise OSError("disk full")
+        super().put(name, body)
+
+
+def test_snapshots_land_from_a_child_and_a_failed_one_loses_nothing(tmp_path: Path) -> None:
+    eng = engine(tmp_path / "ok")
+    run(eng, [tx(1, 1.0), tx(2, 2.0)], 0)
+    assert eng.store._snapshot_child is not None  # the batch did not wait for the snapshot
+    eng.store.wait_for_snapshot()
+    ok = CheckpointFiles(str(tmp_path / "ok"))
+    assert ok.batch_ids("engine_state", ".snapshot") == [0]
+    assert ok.batch_ids("engine_state", ".changes") == [0]  # the changelog is always written
+    _same_state(StateStore(ok).load(0), eng.state)
+
+    failing = FeatureEngine(StateStore(_NoSnapshots(str(tmp_path / "failing"))), SETTINGS)
+    run(failing, [tx(1, 1.0), tx(2, 2.0)], 0)
+    run(failing, [tx(3, 3.0, seq=3)], 1)
+    failing.store.wait_for_snapshot()
+    files = CheckpointFiles(str(tmp_path / "failing"))
+    assert files.batch_ids("engine_state", ".snapshot") == []
+    _same_state(StateStore(files).load(1), failing.state)
+
+
 def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     run(eng, [tx(1, 1.0), tx(2, 2.0)], 0)
@@ -380,6 +408,7 @@ def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Pa
     assert [entry.tx_id for entry in card["tx"]] == ["tx-000001", "tx-000002"]
     assert eng.state.terminals["term-1"]["tx"][0].card == "card-a"
     assert eng.state.seen["transaction:tx-000001"].event_ms == epoch_ms(T0) + MIN
+    eng.store.wait_for_snapshot()  # or it could land over the file below
     # A file of the positional format (no marker) is refused with the way out, not misread.
     files = CheckpointFiles(str(tmp_path))
     old = zlib.compress(pickle.dumps(EngineState(batch_id=0)))
@@ -452,7 +481,7 @@ def test_checkpoint_files_on_s3(settings: Any) -> None:
     eng = FeatureEngine(StateStore(files), SETTINGS)
     run(eng, [tx(1, 0)], 0)
     run(eng, [tx(2, 1, seq=2)], 1)
-    assert files.batch_ids("engine_state", ".changes") == [1]
+    assert files.batch_ids("engine_state", ".changes") == [0, 1]
     make_client("s3", aws).put_object(
         Bucket=settings.s3.bucket, Key="checkpoints/job/commits/1", Body=b"v1\n{}"
     )

@@ -7,11 +7,13 @@ and the shard marks. Loading applies those events again with the same feature co
 deterministic, so the log costs what the batch read, not what its entities hold: a batch of
 2,200 events logs ~110 KB where the entities it touched pickle to ~4.7 MB (ADR 0019).
 
-A full `engine_state/<N>.snapshot` is left instead every SNAPSHOT_EVERY batches, or sooner once
+A full `engine_state/<N>.snapshot` is also left every SNAPSHOT_EVERY batches, or sooner once
 the changelogs since the last one hold SNAPSHOT_EVENTS events: that bounds what a restart
-replays. A driver that starts (or a batch that finds its memory out of step) loads the newest
-snapshot at or before N-1 and replays the changelogs after it, up to N-1: what batch N-1 left,
-never what an earlier attempt of batch N wrote.
+replays. A forked child writes it while the next batches run (a 1-2 s pickle would otherwise
+stall the batch that takes it); the batch's changelog is written all the same. A driver that
+starts (or a batch that finds its memory out of step) loads the newest snapshot at or before
+N-1 and replays the changelogs after it, up to N-1: what batch N-1 left, never what an earlier
+attempt of batch N wrote.
 
 The files are pickles: they live in the job's own checkpoint, which is as trusted as Spark's
 state store beside them.
@@ -20,6 +22,7 @@ state store beside them.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import zlib
 from dataclasses import dataclass, field
@@ -180,6 +183,9 @@ class StateStore:
 
     files: CheckpointFiles
     # Changelogs written (or replayed) since the newest snapshot, and the events they hold.
+    # Snapshots from a forked child (False: in the batch, e.g. where fork is unavailable).
+    background_snapshots: bool = hasattr(os, "fork")
+    _snapshot_child: tuple[int, int] | None = field(default=None, init=False, repr=False)
     _logs_since_snapshot: int = field(default=0, init=False, repr=False)
     _events_since_snapshot: int = field(default=0, init=False, repr=False)
 
@@ -236,23 +242,60 @@ class StateStore:
         return self.files.exists(BOOTSTRAP)
 
     def save(self, state: EngineState, log: BatchLog) -> int:
-        """Record the end of batch `state.batch_id`; returns the bytes written."""
+        """Record the end of batch `state.batch_id`; returns the changelog's bytes.
+
+        The changelog is always written, before this returns. A snapshot, when due, is written
+        by a forked child from its copy-on-write view of the state, while the next batches run:
+        until it lands, a load uses the previous snapshot and these changelogs (ADR 0019)."""
         batch = state.batch_id
+        self._reap_snapshot()
         self._logs_since_snapshot += 1
         self._events_since_snapshot += log.events
-        if (
+        body = _dump((log, state.shards))
+        self.files.put(f"{FOLDER}/{batch}{CHANGES}", body)
+        due = (
             batch % SNAPSHOT_EVERY == 0
             or self._logs_since_snapshot >= SNAPSHOT_EVERY
             or self._events_since_snapshot >= SNAPSHOT_EVENTS
-        ):
-            body = _dump(state)
-            self.files.put(f"{FOLDER}/{batch}{SNAPSHOT}", body)
+        )
+        if due and self._snapshot_child is None:
+            self._start_snapshot(state, batch)
             self._logs_since_snapshot = self._events_since_snapshot = 0
+        return len(body)
+
+    def _start_snapshot(self, state: EngineState, batch: int) -> None:
+        name = f"{FOLDER}/{batch}{SNAPSHOT}"
+        if not self.background_snapshots:
+            self.files.put(name, _dump(state))
+            self._prune(batch)
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: pickle, write (atomically), leave without any cleanup
+            code = 1
+            try:
+                self.files.put(name, _dump(state))
+                code = 0
+            finally:
+                os._exit(code)
+        self._snapshot_child = (pid, batch)
+
+    def _reap_snapshot(self, wait: bool = False) -> None:
+        """Collect a finished snapshot child; prune behind its snapshot if it succeeded."""
+        if self._snapshot_child is None:
+            return
+        pid, batch = self._snapshot_child
+        done, status = os.waitpid(pid, 0 if wait else os.WNOHANG)
+        if done == 0:
+            return
+        self._snapshot_child = None
+        if os.waitstatus_to_exitcode(status) == 0:
             self._prune(batch)
         else:
-            body = _dump((log, state.shards))
-            self.files.put(f"{FOLDER}/{batch}{CHANGES}", body)
-        return len(body)
+            logger.warning("the snapshot of batch %d failed; the changelogs still hold it", batch)
+
+    def wait_for_snapshot(self) -> None:
+        """Block until a snapshot being written has landed (tests, shutdown)."""
+        self._reap_snapshot(wait=True)
 
     def _prune(self, snapshot: int) -> None:
         """Drop files no load can need: everything before the previous snapshot's window."""
