@@ -198,9 +198,11 @@ def _restamped(record: OutgoingRecord, now_ms: int) -> OutgoingRecord:
     return record
 
 
-def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[str, Any]:
+def latency(
+    spark: Any, settings: Settings, rate: int, duration: float, trigger: str = "1 second"
+) -> dict[str, Any]:
     sender = _prepare(settings)
-    run = settings.with_overrides(processor={"trigger_interval": "1 second"})
+    run = settings.with_overrides(processor={"trigger_interval": trigger})
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)
     committed: list[int] = []
@@ -263,6 +265,7 @@ def latency(spark: Any, settings: Settings, rate: int, duration: float) -> dict[
     return {
         "rate_per_s": rate,
         "duration_s": duration,
+        "trigger": trigger,
         "sent": sender.stats.sent,
         "alerts_measured": len(warm),
         "event_to_alert_ms": percentiles(warm),
@@ -343,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rates", default="1000,200", help="events/s for the latency runs")
     parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument(
+        "--trigger", default="1 second", help="the latency runs' trigger interval (aws profile's)"
+    )
     parser.add_argument("--model", default=None, help="trained model folder (default: train one)")
     parser.add_argument(
         "--max-records-per-shard", type=int, default=None, help="per batch (default: config)"
@@ -416,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("scoring", json.dumps(results["scoring"]), flush=True)
             for rate in (int(r) for r in args.rates.split(",") if r.strip()):
                 run = _run_settings(base, root, f"latency-{rate}")
-                results[f"latency_at_{rate}"] = latency(spark, run, rate, args.duration)
+                results[f"latency_at_{rate}"] = latency(
+                    spark, run, rate, args.duration, args.trigger
+                )
                 print(f"latency at {rate}/s", json.dumps(results[f"latency_at_{rate}"]), flush=True)
             spark.stop()
         finally:
