@@ -5,8 +5,9 @@
 Starts its own moto server and trains a small model (or uses --model PATH). Three figures:
 1. throughput: a pre-loaded stream through the whole job (features, scoring, Delta, DynamoDB)
    with an availableNow trigger, events/s;
-2. latency: the job running continuously (1 s trigger) while events are sent at each of
-   --rates for --duration seconds, each stamped with its send time as event time; p50/p95/p99
+2. latency: the job running continuously (1 s trigger, --trigger) while a producer process of
+   its own sends at each of --rates for --duration seconds, each event stamped with its send
+   time as event time; p50/p95/p99
    of event time -> alert written in DynamoDB (the first tenth dropped as warm-up). A rate above
    what the job sustains shows as latency growing with the backlog;
 3. the same batch of transactions scored vectorised (one call) and row by row (one call per
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -70,8 +72,34 @@ def _prepare(settings: Settings) -> KinesisWriter:
     kinesis = make_client("kinesis", settings.aws)
     ensure_stream(kinesis, settings.kinesis.stream_name, settings.kinesis.shard_count)
     ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
+    return _writer(settings)
+
+
+def _writer(settings: Settings) -> KinesisWriter:
     failed = Path(settings.processor.lake_path).parent / "failed_records.jsonl"
+    kinesis = make_client("kinesis", settings.aws)
     return KinesisWriter(kinesis, settings.kinesis.stream_name, SendStats(), failed)
+
+
+def send_at_rate(settings: Settings, rate: int, duration: float, sent: Any) -> None:
+    """The latency runs' producer: `rate` events/s for `duration` s, each stamped with its send
+    time as event time. It runs in a process of its own, as a producer does in a deployment: in
+    the driver's process its Python competed with the job's for the GIL (py-spy: 41% of the
+    driver process's samples were the sender's)."""
+    sender = _writer(settings)
+    options = GeneratorOptions(seed=8, num_transactions=None, fraud_rate=0.05)
+    records = (r for r in TransactionGenerator(options).records() if r.event_type != "chargeback")
+    tick = 0.1
+    per_tick = max(1, int(rate * tick))
+    next_at = time.monotonic()
+    ends_at = next_at + duration
+    while time.monotonic() < ends_at:
+        now_ms = int(time.time() * 1000)
+        sender.put(_restamped(next(records), now_ms) for _ in range(per_tick))
+        sender.flush()
+        sent.value = sender.stats.sent
+        next_at += tick
+        time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def peak_rss_mb() -> dict[str, float]:
@@ -201,7 +229,7 @@ def _restamped(record: OutgoingRecord, now_ms: int) -> OutgoingRecord:
 def latency(
     spark: Any, settings: Settings, rate: int, duration: float, trigger: str = "1 second"
 ) -> dict[str, Any]:
-    sender = _prepare(settings)
+    _prepare(settings)  # the stream and the alerts table
     run = settings.with_overrides(processor={"trigger_interval": trigger})
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)
@@ -215,20 +243,9 @@ def latency(
 
     query = write(transform(ingest(spark, run), run), run, timed, False)
     stop_sending = threading.Event()
-    options = GeneratorOptions(seed=8, num_transactions=None, fraud_rate=0.05)
-    records = (r for r in TransactionGenerator(options).records() if r.event_type != "chargeback")
-
-    def send() -> None:
-        tick = 0.1
-        per_tick = max(1, int(rate * tick))
-        next_at = time.monotonic()
-        while not stop_sending.is_set():
-            now_ms = int(time.time() * 1000)
-            sender.put(_restamped(next(records), now_ms) for _ in range(per_tick))
-            sender.flush()
-            next_at += tick
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process that holds a JVM
+    sent = spawn.Value("q", 0)
+    producer = spawn.Process(target=send_at_rate, args=(settings, rate, duration, sent))
     lag: list[tuple[float, int]] = []  # (seconds since sending began, max MillisBehindLatest)
 
     def sample_lag(began: float) -> None:
@@ -240,15 +257,15 @@ def latency(
             if behind is not None:
                 lag.append((time.monotonic() - began, behind))
 
-    thread = threading.Thread(target=send, daemon=True)
     time.sleep(15)  # the query's first (empty) batches: start-up is not latency
-    thread.start()
+    producer.start()
     sampler = threading.Thread(target=sample_lag, args=(time.monotonic(),), daemon=True)
     sampler.start()
-    time.sleep(duration)
+    producer.join(duration + 120)
     stop_sending.set()
-    thread.join()
     sampler.join()
+    if producer.exitcode != 0:
+        raise RuntimeError(f"the producer process ended with {producer.exitcode}")
     time.sleep(20)  # let the last batches finish
     query.stop()
     data_batches = [p for p in query.recentProgress if p["numInputRows"]]
@@ -266,7 +283,7 @@ def latency(
         "rate_per_s": rate,
         "duration_s": duration,
         "trigger": trigger,
-        "sent": sender.stats.sent,
+        "sent": sent.value,
         "alerts_measured": len(warm),
         "event_to_alert_ms": percentiles(warm),
         "events_measured": len(commits),
