@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import pickle
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -398,6 +400,29 @@ def test_snapshots_land_from_a_child_and_a_failed_one_loses_nothing(tmp_path: Pa
     files = CheckpointFiles(str(tmp_path / "failing"))
     assert files.batch_ids("engine_state", ".snapshot") == []
     _same_state(StateStore(files).load(1), failing.state)
+
+
+class _HangingSnapshots(CheckpointFiles):
+    def put(self, name: str, body: bytes) -> None:
+        if name.endswith(".snapshot"):
+            time.sleep(60)  # a child stuck on a lock it inherited
+        super().put(name, body)
+
+
+def test_a_stuck_snapshot_child_is_killed_and_the_next_snapshot_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_module, "SNAPSHOT_TIMEOUT_S", 0.0)
+    files = _HangingSnapshots(str(tmp_path))
+    eng = FeatureEngine(StateStore(files), SETTINGS)
+    run(eng, [tx(1, 1.0)], 0)
+    child = eng.store._snapshot_child
+    assert child is not None
+    run(eng, [tx(2, 2.0, seq=2)], 1)  # its save finds the child over time and kills it
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child[0], os.WNOHANG)  # reaped: no zombie left
+    assert files.batch_ids("engine_state", ".snapshot") == []
+    _same_state(StateStore(CheckpointFiles(str(tmp_path))).load(1), eng.state)
 
 
 def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Path) -> None:

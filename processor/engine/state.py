@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -41,6 +43,9 @@ FOLDER = "engine_state"
 SNAPSHOT_EVERY = 50
 # Events a restart may have to replay (~65 µs each on the 2-core bench machine: ~13 s).
 SNAPSHOT_EVENTS = 200_000
+# A snapshot child still running after this long is killed (a fork can inherit a lock another
+# thread held, e.g. in botocore); the changelogs still hold its state and the next one is tried.
+SNAPSHOT_TIMEOUT_S = 600.0
 # Files kept behind the newest snapshot, as Spark keeps its own logs.
 RETAINED_BATCHES = 100
 SNAPSHOT, CHANGES = ".snapshot", ".changes"
@@ -185,7 +190,8 @@ class StateStore:
     # Changelogs written (or replayed) since the newest snapshot, and the events they hold.
     # Snapshots from a forked child (False: in the batch, e.g. where fork is unavailable).
     background_snapshots: bool = hasattr(os, "fork")
-    _snapshot_child: tuple[int, int] | None = field(default=None, init=False, repr=False)
+    # (pid, batch, monotonic start) of the child writing a snapshot
+    _snapshot_child: tuple[int, int, float] | None = field(default=None, init=False, repr=False)
     _logs_since_snapshot: int = field(default=0, init=False, repr=False)
     _events_since_snapshot: int = field(default=0, init=False, repr=False)
 
@@ -277,16 +283,19 @@ class StateStore:
                 code = 0
             finally:
                 os._exit(code)
-        self._snapshot_child = (pid, batch)
+        self._snapshot_child = (pid, batch, time.monotonic())
 
     def _reap_snapshot(self, wait: bool = False) -> None:
         """Collect a finished snapshot child; prune behind its snapshot if it succeeded."""
         if self._snapshot_child is None:
             return
-        pid, batch = self._snapshot_child
+        pid, batch, started = self._snapshot_child
         done, status = os.waitpid(pid, 0 if wait else os.WNOHANG)
         if done == 0:
-            return
+            if time.monotonic() - started < SNAPSHOT_TIMEOUT_S:
+                return
+            os.kill(pid, signal.SIGKILL)
+            done, status = os.waitpid(pid, 0)
         self._snapshot_child = None
         if os.waitstatus_to_exitcode(status) == 0:
             self._prune(batch)
