@@ -7,9 +7,9 @@ Starts its own moto server and trains a small model (or uses --model PATH). Thre
    with an availableNow trigger, events/s;
 2. latency: the job running continuously (1 s trigger, --trigger) while a producer process of
    its own sends at each of --rates for --duration seconds, each event stamped with its send
-   time as event time; p50/p95/p99
-   of event time -> alert written in DynamoDB (the first tenth dropped as warm-up). A rate above
-   what the job sustains shows as latency growing with the backlog;
+   time as event time; p50/p95/p99 of event time -> alert written in DynamoDB (the first tenth
+   dropped as warm-up). A rate above what the job sustains shows as latency growing with the
+   backlog;
 3. the same batch of transactions scored vectorised (one call) and row by row (one call per
    row): the ratio of the two.
 Prints the figures and saves them to bench-results/scoring.json.
@@ -68,11 +68,11 @@ def _run_settings(base: Settings, root: Path, name: str) -> Settings:
     )
 
 
-def _prepare(settings: Settings) -> KinesisWriter:
+def _prepare(settings: Settings) -> None:
+    """The run's stream and alerts table."""
     kinesis = make_client("kinesis", settings.aws)
     ensure_stream(kinesis, settings.kinesis.stream_name, settings.kinesis.shard_count)
     ensure_alerts_table(make_client("dynamodb", settings.aws), settings.dynamodb.alerts_table)
-    return _writer(settings)
 
 
 def _writer(settings: Settings) -> KinesisWriter:
@@ -166,7 +166,8 @@ def state_report(writer: Any) -> dict[str, Any]:
 def throughput(
     spark: Any, settings: Settings, events: int, customers: int = 2_000
 ) -> dict[str, Any]:
-    sender = _prepare(settings)
+    _prepare(settings)
+    sender = _writer(settings)
     options = GeneratorOptions(
         seed=5, num_transactions=events, fraud_rate=0.02, num_customers=customers
     )
@@ -229,7 +230,7 @@ def _restamped(record: OutgoingRecord, now_ms: int) -> OutgoingRecord:
 def latency(
     spark: Any, settings: Settings, rate: int, duration: float, trigger: str = "1 second"
 ) -> dict[str, Any]:
-    _prepare(settings)  # the stream and the alerts table
+    _prepare(settings)
     run = settings.with_overrides(processor={"trigger_interval": trigger})
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)

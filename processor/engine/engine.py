@@ -249,7 +249,7 @@ class FeatureEngine:
     ) -> None:
         """Apply each entity's events (in event-key order) to its state, collecting features."""
         fresh, update, _ = ENTITY_KINDS[kind]
-        table = state.cards if kind == CARD else state.terminals
+        table = state.entities(kind)
         applied = self._log.applied[kind]
         for entity, events in grouped.items():
             current, produced = update(table.get(entity) or fresh(), events)
@@ -269,7 +269,7 @@ class FeatureEngine:
                         del state.seen[key]
                         self._log.seen[key] = None
                     continue
-                table = state.cards if kind == CARD else state.terminals
+                table = state.entities(kind)
                 entity = table.get(key)
                 if entity is not None and entity["max"] + RETENTION[kind] < watermark:
                     del table[key]

@@ -84,6 +84,10 @@ class EngineState:
         # A file written before `held` existed has nothing held.
         self.__dict__.update({"held": {}, **saved})
 
+    def entities(self, kind: str) -> dict[str, dict[str, Any]]:
+        """The cards' or the terminals' states."""
+        return self.cards if kind == CARD else self.terminals
+
 
 @dataclass
 class Changes:
@@ -118,19 +122,15 @@ class BatchLog:
         return sum(len(events) for table in self.applied.values() for events in table.values())
 
 
-def _entities(state: EngineState, kind: str) -> dict[str, dict[str, Any]]:
-    return state.cards if kind == CARD else state.terminals
-
-
 def replay(state: EngineState, log: BatchLog) -> None:
     """Do again what the batch did: the same events through the same update functions."""
     for kind, applied in log.applied.items():
         fresh, update, _ = ENTITY_KINDS[kind]
-        table = _entities(state, kind)
+        table = state.entities(kind)
         for entity, events in applied.items():
             table[entity] = update(table.get(entity) or fresh(), events)[0]
     for kind, evicted in log.evicted.items():
-        table = _entities(state, kind)
+        table = state.entities(kind)
         for entity in evicted:
             table.pop(entity, None)
     _apply(state.seen, log.seen)

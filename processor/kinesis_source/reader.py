@@ -78,16 +78,16 @@ def group_ranges(ranges: list[ShardRange], min_records: int) -> list[ShardRanges
     """Handed-off ranges share partitions, about `min_records` records or more each (a task
     costs the same fixed round trips whatever it carries); a range to re-read from Kinesis
     (after a restart: its size is unknown) gets a partition of its own."""
-    handed = [r for r in ranges if r.records is not None]
+    handed = [(len(r.records), r) for r in ranges if r.records is not None]
     reread = [ShardRanges([r]) for r in ranges if r.records is None]
-    total = sum(len(r.records or ()) for r in handed)
+    total = sum(size for size, _ in handed)
     count = max(1, min(len(handed), total // min_records))
     bins: list[list[ShardRange]] = [[] for _ in range(count)]
     sizes = [0] * count
-    for shard_range in sorted(handed, key=lambda r: -len(r.records or ())):
-        lightest = sizes.index(min(sizes))
+    for size, shard_range in sorted(handed, key=lambda pair: -pair[0]):
+        lightest = sizes.index(min(sizes))  # the largest ranges first, each to the lightest bin
         bins[lightest].append(shard_range)
-        sizes[lightest] += len(shard_range.records or ())
+        sizes[lightest] += size
     grouped = [ShardRanges(sorted(b, key=lambda r: r.shard_id)) for b in bins if b]
     return grouped + reread
 
