@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,7 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
         ({"streamName": "s", "maxRecordsPerTrigger": "0"}, "option 'maxRecordsPerTrigger'"),
         ({"streamName": "s", "readMode": "twice"}, "option 'readMode'"),
         ({"streamName": "s", "minRecordsPerPartition": "0"}, "option 'minRecordsPerPartition'"),
+        ({"streamName": "s", "prefetch": "yes"}, "option 'prefetch' must be true or false"),
         ({"streamName": "s", "awsAccessKeyId": "x"}, "'awsSecretKey'"),
         ({"streamName": "s", "startingSequenceNumbers": "[1]"}, "'startingSequenceNumbers'"),
         ({"streamName": "s", "startingSequenceNumbers": '{"a": 1}'}, "'startingSequenceNumbers'"),
@@ -219,6 +221,92 @@ def test_a_caught_up_probe_costs_one_read_per_shard(settings: Settings) -> None:
     _, second = drain(reader, end, ReadAllAvailable())
     assert sorted(r["data"] for r in second) == sorted(d for _, d in items(50, tag="b"))
     assert calls == {"ListShards": 1, "GetRecords": 2}
+
+
+def batches(reader: KinesisStreamReader, count: int) -> list[tuple[dict, list]]:
+    """`count` batches one after another, each starting at the end of the one before."""
+    out, start = [], reader.initialOffset()
+    for _ in range(count):
+        end, rows = drain(reader, start, ReadAllAvailable())
+        out.append((end, rows))
+        start = end
+    return out
+
+
+def count_calls(reader: KinesisStreamReader) -> Counter[tuple[str, str]]:
+    """(thread name, API call) of every call the reader's driver client makes from now on."""
+    calls: Counter[tuple[str, str]] = Counter()
+    reader._kinesis().meta.events.register(
+        "before-call.kinesis",
+        lambda model, **_: calls.update([(threading.current_thread().name, model.name)]),
+    )
+    return calls
+
+
+@pytest.mark.integration
+def test_a_backlogged_shard_is_read_while_the_batch_runs(settings: Settings) -> None:
+    """The next batch of a backlogged shard is read in the background; the probe that follows
+    takes it without a GetRecords call of its own, and the batches are the same as without."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 2)
+    put(client, settings.kinesis.stream_name, items(300))
+    plain = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="70")))
+    plain_batches = batches(plain, 4)  # 70 + 70 + the rest of each shard + nothing
+    prefetching = KinesisStreamReader(
+        parse_options(options(settings, maxRecordsPerShard="70", prefetch="true"))
+    )
+    calls = count_calls(prefetching)
+    start = prefetching.initialOffset()
+    end, rows = drain(prefetching, start, ReadAllAvailable())
+    assert (end, rows) == plain_batches[0]
+    assert sorted(prefetching._prefetches) == sorted(end["shards"])  # both shards backlogged
+    for _, future in prefetching._prefetches.values():
+        future.result()
+    in_probe = Counter(call for (thread, call), n in calls.items() for _ in range(n)
+                       if not thread.startswith("prefetch"))  # fmt: skip
+    calls.clear()
+    second = drain(prefetching, end, ReadAllAvailable())
+    assert second == plain_batches[1]
+    probe_reads = sum(n for (thread, call), n in calls.items()
+                      if call == "GetRecords" and not thread.startswith("prefetch"))  # fmt: skip
+    assert in_probe["GetRecords"] >= 2
+    assert probe_reads == 0
+    third = drain(prefetching, second[0], ReadAllAvailable())
+    assert third == plain_batches[2]
+    assert not any(shard["caughtUp"] is False for shard in third[0]["shards"].values())
+    assert prefetching._prefetches == {}  # nothing left behind: no read ahead
+    assert drain(prefetching, third[0], ReadAllAvailable()) == plain_batches[3]
+
+
+@pytest.mark.integration
+def test_a_read_ahead_for_another_start_or_a_failed_one_is_not_used(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 1)
+    put(client, settings.kinesis.stream_name, items(100, keys=1))
+    reader = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="40")))
+    start = reader.initialOffset()
+    first_end, first = drain(reader, start, ReadAllAvailable())
+    assert reader._prefetches
+    # Reads ahead from now on fail (GetRecords from the background thread).
+    source = reader._kinesis()
+    real_get_records = source.get_records
+
+    def get_records(**kwargs: Any) -> Any:
+        if threading.current_thread().name.startswith("prefetch"):
+            raise RuntimeError("connection reset")
+        return real_get_records(**kwargs)
+
+    source.get_records = get_records
+    # The same batch planned again (its start, not the end the read ahead began at): the
+    # probe reads it itself, and starts another read ahead, which fails.
+    assert drain(reader, start, ReadAllAvailable()) == (first_end, first)
+    second_end, second = drain(reader, first_end, ReadAllAvailable())
+    assert "prefetch of shard" in caplog.text and "connection reset" in caplog.text
+    source.get_records = real_get_records
+    _, third = drain(reader, second_end, ReadAllAvailable())
+    assert [r["data"] for r in first + second + third] == [d for _, d in items(100, keys=1)]
 
 
 @pytest.mark.integration

@@ -37,6 +37,8 @@ class SourceOptions:
     retry_backoff_ms: int
     fetch_log: str | None
     min_records_per_partition: int = MIN_RECORDS_PER_PARTITION
+    # Read a backlogged shard's next batch while this one runs (handoff mode only; ADR 0020).
+    prefetch: bool = True
     # Shard -> the last sequence number already processed: those shards start right after it
     # (a fresh checkpoint resuming where the lake ends); other shards start at the position.
     starting_sequence_numbers: tuple[tuple[str, str], ...] = ()
@@ -63,6 +65,15 @@ def _int(
     if not low <= value <= high:
         raise SourceOptionError(f"option '{name}' must be between {low} and {high}, got {value}")
     return value
+
+
+def _bool(options: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(options, name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() not in ("true", "false"):
+        raise SourceOptionError(f"option '{name}' must be true or false, got {raw!r}")
+    return raw.lower() == "true"
 
 
 def _timestamp_ms(name: str, raw: str) -> int:
@@ -137,5 +148,6 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
             options, "minRecordsPerPartition", MIN_RECORDS_PER_PARTITION, 1, 10**9
         )
         or MIN_RECORDS_PER_PARTITION,
+        prefetch=_bool(options, "prefetch", True),
         starting_sequence_numbers=_sequence_numbers(_get(options, "startingSequenceNumbers")),
     )

@@ -14,6 +14,11 @@ batch's end sequence numbers (a batch is then fully determined by its offsets, s
 the same records), and in `handoff` mode passes the records it read to the executors inside the
 partitions, so steady-state batches read Kinesis once. A partition planned after a restart has
 no records attached and its executor re-reads exactly `(after, end]`.
+
+While a batch runs, the driver already reads the next one of every shard that still has a
+backlog (`prefetch`, ADR 0020): the next `latestOffset` takes that read when it starts exactly
+where the read did, with the same budget, and reads itself otherwise. Offsets are decided as
+before, so a batch holds the same records with or without it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
@@ -51,6 +57,7 @@ ARROW_SCHEMA = pa.schema(
         ("approximateArrivalTimestamp", pa.timestamp("us", tz="UTC")),
     ]
 )
+Record = tuple[bytes, str, str, float]  # data, partition key, sequence number, arrival (epoch s)
 # Consecutive empty GetRecords answers after which a shard that is not behind counts as drained.
 _EMPTY_CALLS_WHEN_CAUGHT_UP = 1
 _EMPTY_CALLS_MAX = 5
@@ -64,7 +71,7 @@ class ShardRange(InputPartition):
     after: str | None
     position: dict[str, Any]
     end: str
-    records: list[tuple[bytes, str, str, float]] | None  # handed off by the driver, or None
+    records: list[Record] | None  # handed off by the driver, or None
 
 
 @dataclass
@@ -90,6 +97,25 @@ def group_ranges(ranges: list[ShardRange], min_records: int) -> list[ShardRanges
         sizes[lightest] += size
     grouped = [ShardRanges(sorted(b, key=lambda r: r.shard_id)) for b in bins if b]
     return grouped + reread
+
+
+class ProbeArgs(NamedTuple):
+    """What one shard's probe reads: up to `budget` records after `after`."""
+
+    shard_id: str
+    after: str | None
+    position: dict[str, Any]
+    budget: int
+    shard_closed: bool
+
+
+class Probe(NamedTuple):
+    """A probe's records, whether the shard is exhausted / read to its tip, and its reader."""
+
+    records: list[Record]
+    closed: bool
+    caught_up: bool
+    reader: ShardReader
 
 
 def _initial_position(options: SourceOptions) -> dict[str, Any]:
@@ -118,12 +144,15 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
         self._client: Any = None
-        self._handoff: dict[tuple[str, str | None, str], list[tuple[bytes, str, str, float]]] = {}
+        self._handoff: dict[tuple[str, str | None, str], list[Record]] = {}
         self._lag: dict[str, int | None] = {}
         # shard -> (the sequence number an iterator reads after, that iterator): the probe of
         # the next batch starts where this one stopped without asking for a new iterator.
         self._iterators: dict[str, tuple[str | None, str]] = {}
         self._target_ms: int | None = None  # AvailableNow: ignore records arriving later
+        # shard -> the read of its next batch, started when this batch's offsets were decided
+        self._prefetches: dict[str, tuple[ProbeArgs, Future[Probe]]] = {}
+        self._prefetcher: ThreadPoolExecutor | None = None  # made on the driver, when needed
 
     # ------------------------------------------------------------------ driver
     def _kinesis(self) -> Any:
@@ -153,11 +182,13 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             k: dict(v) for k, v in start.get("shards", {}).items()
         }
         position = start["position"]
+        prefetched = self._finished_prefetches()
         shards = list_shards(self._kinesis(), self.options)
         ready = readable_shards(shards, shards_state)
         closed_shards = {s.shard_id for s in shards if s.closed}
         total = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         fetched = 0
+        backlogged: list[ProbeArgs] = []
         for index, shard_id in enumerate(ready):
             budget = self.options.max_records_per_shard
             if total is not None:
@@ -166,9 +197,14 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if budget <= 0:
                 continue
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
-            records, closed, caught_up, reader = self._probe(
-                shard_id, state["after"], position, budget, shard_id in closed_shards
-            )
+            args = ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
+            ready_read = prefetched.pop(shard_id, None)
+            if ready_read is not None and ready_read[0] == args:
+                records, closed, caught_up, reader = ready_read[1]
+            else:
+                if ready_read is not None:  # read for another start or budget: not this batch
+                    fetched += ready_read[1].reader.fetched
+                records, closed, caught_up, reader = self._probe(*args)
             fetched += reader.fetched
             self._lag[shard_id] = reader.millis_behind_latest
             if records:
@@ -182,8 +218,41 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             # AvailableNow cut may have read past it).
             if reader.next_iterator is not None and reader.last_sequence == state["after"]:
                 self._iterators[shard_id] = (state["after"], reader.next_iterator)
+            if records and not closed and not caught_up:
+                backlogged.append(args._replace(after=state["after"]))
+        # Reads of shards this probe did not visit still count.
+        fetched += sum(probe.reader.fetched for _, probe in prefetched.values())
         log_fetched(self.options, "driver", fetched)
+        if self.options.prefetch and self.options.read_mode == "handoff":
+            self._start_prefetches(backlogged)
         return {"position": position, "shards": shards_state}
+
+    def _start_prefetches(self, backlogged: list[ProbeArgs]) -> None:
+        """Read the next batch of each backlogged shard in the background (one thread: the
+        reads go one after another, as the probe's own do)."""
+        if not backlogged:
+            return
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        for args in backlogged:
+            self._prefetches[args.shard_id] = (args, self._prefetcher.submit(self._probe, *args))
+
+    def _finished_prefetches(self) -> dict[str, tuple[ProbeArgs, Probe]]:
+        """shard -> (what was read, the read), once every started read has ended (a probe of
+        the same shard must not run beside one: they share the shard's cached iterator). A read
+        that failed is dropped: the probe then reads itself and meets the error, if it lasts."""
+        done: dict[str, tuple[ProbeArgs, Probe]] = {}
+        prefetches, self._prefetches = self._prefetches, {}
+        for shard_id, (args, future) in prefetches.items():
+            try:
+                done[shard_id] = (args, future.result())
+            except Exception as exc:  # noqa: BLE001 - the probe reads again and reports it
+                logger.warning("prefetch of shard %s failed, reading it again: %s", shard_id, exc)
+        return done
+
+    def stop(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
 
     def _probe(
         self,
@@ -192,7 +261,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         position: dict[str, Any],
         budget: int,
         shard_closed: bool,
-    ) -> tuple[list[tuple[bytes, str, str, float]], bool, bool, ShardReader]:
+    ) -> Probe:
         """Read up to `budget` records; also says whether the shard is now exhausted, and
         whether it was read to its tip (caught up).
 
@@ -206,7 +275,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         cached = self._iterators.pop(shard_id, None)
         iterator = cached[1] if cached is not None and cached[0] == after else None
         reader = ShardReader(self._kinesis(), self.options, shard_id, after, position, iterator)
-        records: list[tuple[bytes, str, str, float]] = []
+        records: list[Record] = []
         empty = 0
         while len(records) < budget:
             asked = min(budget - len(records), MAX_GET_RECORDS_LIMIT)
@@ -215,27 +284,27 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 kept = [r for r in map(_compact, batch) if r[3] * 1000 <= self._target_ms]
                 if len(kept) < len(batch):
                     records.extend(kept)
-                    return records, False, True, reader
+                    return Probe(records, False, True, reader)
                 records.extend(kept)
             else:
                 records.extend(map(_compact, batch))
             if reader.closed:
                 # Closed and read to its end, unless the budget stopped us first.
-                return records, True, True, reader
+                return Probe(records, True, True, reader)
             if not batch:
                 empty += 1
                 caught_up = reader.millis_behind_latest == 0
                 if caught_up and shard_closed:
-                    return records, True, True, reader
+                    return Probe(records, True, True, reader)
                 if empty >= (_EMPTY_CALLS_WHEN_CAUGHT_UP if caught_up else _EMPTY_CALLS_MAX):
-                    return records, False, caught_up, reader
+                    return Probe(records, False, caught_up, reader)
             elif len(batch) < asked and reader.millis_behind_latest == 0 and not shard_closed:
                 # Fewer records than asked and none behind them: this read reached the tip,
                 # so a second, empty read would only confirm it.
-                return records, False, True, reader
+                return Probe(records, False, True, reader)
             else:
                 empty = 0
-        return records, False, False, reader
+        return Probe(records, False, False, reader)
 
     def reportLatestOffset(self) -> dict[str, Any] | None:
         """Shown in the query progress as the source's latest offset: the per-shard lag."""
