@@ -3,7 +3,9 @@ events scored, features equal to training's, and state that a replay reads as ba
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
+import io
 import math
 import os
 import pickle
@@ -454,7 +456,7 @@ def test_a_checkpoint_saved_before_the_hour_tiles_loads_with_them(tmp_path: Path
         return {k: v for k, v in entity.items() if k not in ("hours", "counts", "sums")}
 
     def format_2(value: Any) -> bytes:
-        return b"engine-state/2\n" + zlib.compress(pickle.dumps(value))
+        return b"engine-state/2\n" + zlib.compress(_unpacked_pickle(value))
 
     files = CheckpointFiles(str(tmp_path / "old"))
     kept = StateStore(CheckpointFiles(str(tmp_path / "now"))).load(0)
@@ -474,6 +476,105 @@ def test_a_checkpoint_saved_before_the_hour_tiles_loads_with_them(tmp_path: Path
     after = [tx(4, 200.0, seq=4)]
     assert run(upgraded, after, 2).transactions == run(eng, after, 2).transactions
     _same_state(StateStore(files).load(2), eng.state)
+
+
+def _unpacked_pickle(value: Any) -> bytes:
+    """`value` pickled as versions before format 4 did: every record as the object it is."""
+
+    class Unpacked(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, EngineState | BatchLog):
+                return copyreg.__newobj__, (type(obj),), dict(obj.__dict__)
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    Unpacked(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def _auth(n: int, minutes: float, card: str = "card-a", device: str = "dev-x") -> dict[str, Any]:
+    """A failed login, as processor/parse.py makes it."""
+    auth_id = f"auth-{n:06d}"
+    return {
+        **tx(n, minutes, card=card),
+        "event_type": "auth",
+        "event_id": auth_id,
+        "transaction_id": None,
+        "auth_id": auth_id,
+        "terminal_id": None,
+        "amount": None,
+        "device_id": device,
+        "success": False,
+        "dedupe_key": f"auth:{auth_id}",
+    }
+
+
+def _chargeback(n: int, minutes: float, disputed: dict[str, Any]) -> dict[str, Any]:
+    chargeback_id = f"cb-{n:06d}"
+    return {
+        **tx(n, minutes, card=disputed["card_token"], terminal=disputed["terminal_id"]),
+        "event_type": "chargeback",
+        "event_id": chargeback_id,
+        "transaction_id": disputed["transaction_id"],
+        "chargeback_id": chargeback_id,
+        "transaction_time": disputed["event_time"],
+        "confirmed_fraud": True,
+        "amount": None,
+        "dedupe_key": f"chargeback:{chargeback_id}",
+    }
+
+
+def _every_kind_of_record(eng: FeatureEngine) -> None:
+    """Two batches leaving cards with devices and failed logins, a terminal with a chargeback,
+    and terminal events held for a backlogged shard."""
+    first = {**tx(1, 1.0), "device_id": "dev-a"}
+    batch = [first, _auth(2, 2.0), tx(3, 3.0, card="card-b", seq=3), _chargeback(4, 4.0, first)]
+    run(eng, batch, 0)
+    ahead = [tx(10 + i, 600 + i, shard="fast", terminal="t-9", seq=i) for i in range(3)]
+    behind = [tx(20, 30, shard="slow", terminal="t-9", seq=20)]
+    eng.process([dict(r) for r in ahead + behind], 1, {"slow"})
+    eng.commit()
+
+
+def test_state_files_hold_records_as_plain_tuples(tmp_path: Path) -> None:
+    """Snapshots and changelogs pickle packed records (ADR 0021) and load them back equal."""
+    eng = engine(tmp_path)
+    _every_kind_of_record(eng)
+    state = eng.state
+    assert state is not None
+    assert state.cards["card-a"]["dev"] and state.cards["card-a"]["fail"]
+    assert state.terminals["term-1"]["cb"] and state.held
+    body = pickle.dumps(state)
+    for record in (b"CardTx", b"FirstUse", b"FailedLogin", b"TerminalTx", b"Disputed",
+                   b"SeenId", b"HeldEvent", b"FeatureEvent"):  # fmt: skip
+        assert record not in body, record
+    _same_state(pickle.loads(body), state)
+    log = eng._log
+    back = pickle.loads(pickle.dumps(log))
+    assert b"FeatureEvent" not in pickle.dumps(log)
+    assert back.applied == log.applied and back.seen == log.seen
+    assert repr(back.held) == repr(log.held)
+    eng.store.wait_for_snapshot()
+    _same_state(StateStore(CheckpointFiles(str(tmp_path))).load(1), state)
+
+
+def test_a_checkpoint_of_format_3_still_loads(tmp_path: Path) -> None:
+    """Files written before the packing (records pickled as they are) load, and batches go on
+    from them."""
+    eng = engine(tmp_path / "now")
+    _every_kind_of_record(eng)
+    eng.store.wait_for_snapshot()
+    now, old = CheckpointFiles(str(tmp_path / "now")), CheckpointFiles(str(tmp_path / "old"))
+    for suffix in (".snapshot", ".changes"):
+        for batch in now.batch_ids("engine_state", suffix):
+            name = f"engine_state/{batch}{suffix}"
+            value = _load(now.get(name), name)
+            old.put(name, b"engine-state/3\n" + zlib.compress(_unpacked_pickle(value)))
+    assert b"FeatureEvent" in zlib.decompress(old.get("engine_state/1.changes")[15:])
+    _same_state(StateStore(old).load(1), eng.state)
+    resumed = FeatureEngine(StateStore(old), SETTINGS)
+    after = [tx(30, 700, shard="slow", terminal="t-9", seq=30)]
+    assert run(resumed, after, 2).transactions == run(eng, after, 2).transactions
 
 
 def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""The engine's state as plain tuples and lists for pickling, and back.
+
+In memory every record of the state is a NamedTuple (or the FeatureEvent dataclass), so that
+the feature code reads named fields. Pickle saves those through a Python-level reduce call per
+object, but plain tuples, lists and dicts in C: a snapshot of 1,788 cards, 955 terminals and
+180,000 dedupe ids pickled in 1.56 s as named records and in ~0.5 s packed (ADR 0021). Packing
+keeps every value; unpacking gives back records equal to the ones packed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from operator import attrgetter
+from typing import Any
+
+from ml_model.features.card import CardTx, FailedLogin, FirstUse
+from ml_model.features.events import FeatureEvent
+from ml_model.features.terminal import Chargeback, Disputed, TerminalTx
+
+Packed = dict[str, Any]
+
+_event_fields = attrgetter(*(f.name for f in dataclasses.fields(FeatureEvent)))
+
+
+class EventPacker:
+    """FeatureEvents as tuples; an event listed twice (a transaction applies to its card and to
+    its terminal) becomes the same tuple object, which pickle then writes once."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[Any, ...]] = {}
+
+    def __call__(self, event: FeatureEvent) -> tuple[Any, ...]:
+        packed = self._done.get(id(event))
+        if packed is None:
+            packed = self._done[id(event)] = _event_fields(event)
+        return packed
+
+
+def unpack_event(packed: tuple[Any, ...]) -> FeatureEvent:
+    return FeatureEvent(*packed)
+
+
+def pack_card(state: dict[str, Any]) -> Packed:
+    return {
+        **state,
+        "tx": [tuple(entry) for entry in state["tx"]],
+        "dev": {device: tuple(first) for device, first in state["dev"].items()},
+        "fail": [tuple(entry) for entry in state["fail"]],
+    }
+
+
+def unpack_card(packed: Packed) -> dict[str, Any]:
+    return {
+        **packed,
+        "tx": list(map(CardTx._make, packed["tx"])),
+        "dev": {device: FirstUse._make(first) for device, first in packed["dev"].items()},
+        "fail": list(map(FailedLogin._make, packed["fail"])),
+    }
+
+
+def pack_terminal(state: dict[str, Any]) -> Packed:
+    return {
+        **state,
+        "tx": [tuple(entry) for entry in state["tx"]],
+        "cb": {
+            tx_id: (disputed.tx_time_ms, [tuple(c) for c in disputed.chargebacks])
+            for tx_id, disputed in state["cb"].items()
+        },
+    }
+
+
+def unpack_terminal(packed: Packed) -> dict[str, Any]:
+    return {
+        **packed,
+        "tx": list(map(TerminalTx._make, packed["tx"])),
+        "cb": {
+            tx_id: Disputed(tx_time, list(map(Chargeback._make, chargebacks)))
+            for tx_id, (tx_time, chargebacks) in packed["cb"].items()
+        },
+    }
+
+
+def pack_columns(table: Mapping[str, tuple[Any, ...] | None]) -> tuple[list[Any], ...]:
+    """{key: (a, b) or None} -> ([key...], [a or None...], [b or None...]): dedupe ids."""
+    keys = list(table)
+    values = list(table.values())
+    firsts = [None if value is None else value[0] for value in values]
+    seconds = [None if value is None else value[1] for value in values]
+    return keys, firsts, seconds
+
+
+def unpack_columns(columns: tuple[list[Any], ...], make: Any) -> dict[str, Any]:
+    """The inverse of `pack_columns`, each pair made a record by `make` (None stays None)."""
+    keys, firsts, seconds = columns
+    return {
+        key: None if first is None else make(first, second)
+        for key, first, second in zip(keys, firsts, seconds, strict=True)
+    }
