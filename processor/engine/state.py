@@ -98,7 +98,7 @@ class EngineState:
             "batch_id": self.batch_id,
             "cards": {key: pack_card(entity) for key, entity in self.cards.items()},
             "terminals": {key: pack_terminal(entity) for key, entity in self.terminals.items()},
-            "seen": pack_columns(self.seen),  # type: ignore[arg-type]
+            "seen": pack_columns(self.seen),
             "shards": self.shards,
             "held": _pack_held(self.held, pack),
         }
@@ -162,7 +162,7 @@ class BatchLog:
                 for kind, table in self.applied.items()
             },
             "evicted": self.evicted,
-            "seen": pack_columns(self.seen),  # type: ignore[arg-type]
+            "seen": pack_columns(self.seen),
             "held": _pack_held(self.held, pack),
         }
 
