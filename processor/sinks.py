@@ -32,6 +32,7 @@ from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
 from processor.engine.ordering import backlogged_shards, batch_source_offset
 from processor.hadoop_files import read_text
+from processor.heap import HeapKeeper
 from processor.lake_commit import commit_batch
 from processor.lake_tables import (
     CHALLENGER_COLUMNS,
@@ -90,8 +91,11 @@ class BatchCounts:
     # Terminal events waiting for a backlogged shard to catch up (processor/engine/ordering.py).
     held: int = 0
     state_bytes: int = 0  # the engine's changelog or snapshot for this batch
-    # Where the batch's time went: collect, engine, score, alerts, delta, state (ms).
+    # Where the batch's time went: heap, collect, engine, score, alerts, delta, state (ms).
     timings_ms: dict[str, int] = field(default_factory=dict)
+    # Per transaction of the last batch: Kinesis arrival -> the batch's alerts written (ms), the
+    # time its alert took or would have taken; replaced each batch.
+    arrival_to_alerts_ms: list[int] = field(default_factory=list)
     # Per event of the last batch: Kinesis arrival -> its lake commit (ms); replaced each batch.
     arrival_to_commit_ms: list[int] = field(default_factory=list)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # of the last batch
@@ -169,6 +173,7 @@ class LakeWriter:
     # Called after each side effect ("alerts", "delta", "state") with the batch id; tests use
     # it to crash a batch at an exact step and replay it.
     after_step: Callable[[str, int], None] | None = None
+    heap: HeapKeeper = field(default_factory=HeapKeeper)
 
     def _done(self, step: str, batch_id: int) -> None:
         if self.after_step is not None:
@@ -179,6 +184,8 @@ class LakeWriter:
         if self.query_id is None:
             self.query_id = checkpoint_query_id(spark, self.checkpoint_location)
         clock = _Stopwatch()
+        self.heap.before_batch()
+        clock.lap("heap")
         rows = batch.toArrow().to_pylist()
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
@@ -201,6 +208,11 @@ class LakeWriter:
             for sink in self.transaction_sinks:
                 sink(transactions, batch_id)
         clock.lap("alerts")
+        alerted_ms = int(time.time() * 1000)
+        self.stats.arrival_to_alerts_ms = [
+            alerted_ms - int(row["approximateArrivalTimestamp"].timestamp() * 1000)
+            for row in transactions
+        ]
         self._done("alerts", batch_id)
         self._write_tables(tables, batch_id)
         clock.lap("delta")

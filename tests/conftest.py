@@ -6,6 +6,7 @@ server without seeing each other's data.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import uuid
@@ -40,6 +41,14 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     start(emulator)
     yield emulator.endpoint_url
     stop(emulator)
+
+
+@pytest.fixture(autouse=True)
+def unfrozen_heap() -> Iterator[None]:
+    """A job's batches freeze the heap they leave (processor/heap.py); a test's leftovers go
+    back to the collector when it ends, so one test's cycles cannot outlive it."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture
