@@ -18,12 +18,12 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from config.lake import commit_options_for, delta_uri
@@ -107,26 +107,27 @@ def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
     """Add the score columns to transaction rows, with one vectorised call.
 
     The challenger's columns are null unless the scorer shadows one (processor/scoring.py);
-    the decision is always the champion's.
+    the decision is always the champion's. The frame is built from one float matrix (None ->
+    NaN) and the scores are read back column by column: per-row pandas access cost more than
+    the model itself (docs/benchmarks.md).
     """
-    frame = pd.DataFrame(
-        {name: [row[name] for row in rows] for name in ("transaction_id", *FEATURE_NAMES)}
-    )
+    features = np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float)
+    frame = pd.DataFrame(features.reshape(len(rows), len(FEATURE_NAMES)), columns=FEATURE_NAMES)
+    frame.insert(0, "transaction_id", [row["transaction_id"] for row in rows])
     scored = score(frame)
-    for row, values in zip(rows, scored[list(_SCORES)].itertuples(index=False), strict=True):
-        row["fraud_score"] = float(values[0])
-        row["model_version"] = values[1]
-        row["decision"] = values[2]
-        row["reason_codes"] = list(values[3]) if values[3] is not None else []
-    shadowed = all(name in scored.columns for name in CHALLENGER_COLUMNS)
-    challenger: Iterable[tuple[Any, Any]] = (
-        scored[list(CHALLENGER_COLUMNS)].itertuples(index=False)
-        if shadowed
-        else repeat((None, None), len(rows))
-    )
-    for row, (value, version) in zip(rows, challenger, strict=True):
-        row["challenger_score"] = None if pd.isna(value) else float(value)
-        row["challenger_version"] = None if pd.isna(version) else str(version)
+    columns = [scored[name].tolist() for name in _SCORES]
+    for row, value, version, decision, reasons in zip(rows, *columns, strict=True):
+        row["fraud_score"] = float(value)
+        row["model_version"] = version
+        row["decision"] = decision
+        row["reason_codes"] = list(reasons) if reasons is not None else []
+    if all(name in scored.columns for name in CHALLENGER_COLUMNS):
+        values, versions = (scored[name].tolist() for name in CHALLENGER_COLUMNS)
+    else:
+        values = versions = [None] * len(rows)
+    for row, value, version in zip(rows, values, versions, strict=True):
+        row["challenger_score"] = None if value is None or value != value else float(value)
+        row["challenger_version"] = None if version is None or pd.isna(version) else str(version)
 
 
 def _write_table(
