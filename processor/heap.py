@@ -3,7 +3,7 @@
 The driver holds the engine's state (every card, terminal and dedupe id) for the life of the
 job. CPython's full collection walks every tracked object each time it runs, and NamedTuple
 records stay tracked (only exact tuples are untracked): at 1,000 events/s the driver paused
-117-805 ms every 15-25 s, more as the state grew, and a collection during a snapshot child's
+117-640 ms every 15-25 s, more as the state grew, and a collection during a snapshot child's
 life wrote to every page the two processes share, so both paid copy-on-write faults (ADR 0021).
 
 So before each batch, what survived the last one is collected once (only objects since the

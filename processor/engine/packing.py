@@ -3,7 +3,7 @@
 In memory every record of the state is a NamedTuple (or the FeatureEvent dataclass), so that
 the feature code reads named fields. Pickle saves those through a Python-level reduce call per
 object, but plain tuples, lists and dicts in C: a snapshot of 1,788 cards, 955 terminals and
-180,000 dedupe ids pickled in 1.56 s as named records and in ~0.5 s packed (ADR 0021). Packing
+180,000 dedupe ids took 0.81-1.21 s as named records and 0.54-1.05 s packed (ADR 0021). Packing
 keeps every value; unpacking gives back records equal to the ones packed.
 """
 

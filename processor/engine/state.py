@@ -91,7 +91,7 @@ class EngineState:
     held: dict[str, HeldEvent] = field(default_factory=dict)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Plain tuples and lists: pickled in C, a third of the time named records take.
+        # Records as plain tuples and lists, which pickle writes in C (ADR 0021).
         pack = EventPacker()
         return {
             "packed": True,
