@@ -210,19 +210,15 @@ class LakeWriter:
                 sink(transactions, batch_id)
         clock.lap("alerts")
         alerted_ms = int(time.time() * 1000)
-        self.stats.arrival_to_alerts_ms = [
-            alerted_ms - int(row["approximateArrivalTimestamp"].timestamp() * 1000)
-            for row in transactions
-        ]
+        written = (*transactions, *result.auth_events, *result.labels)  # transactions first
+        arrivals = [int(row["approximateArrivalTimestamp"].timestamp() * 1000) for row in written]
+        self.stats.arrival_to_alerts_ms = [alerted_ms - ms for ms in arrivals[: len(transactions)]]
         self._done("alerts", batch_id)
         self._write_tables(tables, batch_id)
         clock.lap("delta")
         self._done("delta", batch_id)
         committed_ms = int(time.time() * 1000)
-        self.stats.arrival_to_commit_ms = [
-            committed_ms - int(row["approximateArrivalTimestamp"].timestamp() * 1000)
-            for row in (*transactions, *result.auth_events, *result.labels)
-        ]
+        self.stats.arrival_to_commit_ms = [committed_ms - ms for ms in arrivals]
         state_bytes = self.engine.commit()
         clock.lap("state")
         self._done("state", batch_id)

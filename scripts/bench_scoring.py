@@ -8,8 +8,9 @@ Starts its own moto server and trains a small model (or uses --model PATH). Thre
 2. latency: the job running continuously (1 s trigger, --trigger) while a producer process of
    its own sends at each of --rates for --duration seconds, each event stamped with its send
    time as event time; p50/p95/p99 of event time -> alert written in DynamoDB (the first tenth
-   dropped as warm-up). A rate above what the job sustains shows as latency growing with the
-   backlog;
+   dropped as warm-up), and for every transaction arrival -> its batch's alerts written (the
+   latency its alert had or would have had: a p99 of thousands, not of a few hundred alerts).
+   A rate above what the job sustains shows as latency growing with the backlog;
 3. the same batch of transactions scored vectorised (one call) and row by row (one call per
    row): the ratio of the two.
 Prints the figures and saves them to bench-results/scoring.json.

@@ -10,7 +10,7 @@ keeps every value; unpacking gives back records equal to the ones packed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from operator import attrgetter
 from typing import Any
 
@@ -90,7 +90,9 @@ def pack_columns(table: Mapping[str, tuple[Any, ...] | None]) -> tuple[list[Any]
     return keys, firsts, seconds
 
 
-def unpack_columns(columns: tuple[list[Any], ...], make: Any) -> dict[str, Any]:
+def unpack_columns(
+    columns: tuple[list[Any], ...], make: Callable[[Any, Any], Any]
+) -> dict[str, Any]:
     """The inverse of `pack_columns`, each pair made a record by `make` (None stays None)."""
     keys, firsts, seconds = columns
     return {

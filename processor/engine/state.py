@@ -260,11 +260,11 @@ class StateStore:
     """Reads and writes EngineState as per-batch files under the checkpoint."""
 
     files: CheckpointFiles
-    # Changelogs written (or replayed) since the newest snapshot, and the events they hold.
     # Snapshots from a forked child (False: in the batch, e.g. where fork is unavailable).
     background_snapshots: bool = hasattr(os, "fork")
     # (pid, batch, monotonic start) of the child writing a snapshot
     _snapshot_child: tuple[int, int, float] | None = field(default=None, init=False, repr=False)
+    # Changelogs written (or replayed) since the newest snapshot, and the events they hold.
     _logs_since_snapshot: int = field(default=0, init=False, repr=False)
     _events_since_snapshot: int = field(default=0, init=False, repr=False)
 

@@ -198,12 +198,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 continue
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
             args = ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
-            ready_read = prefetched.pop(shard_id, None)
-            if ready_read is not None and ready_read[0] == args:
-                records, closed, caught_up, reader = ready_read[1]
+            read_ahead = prefetched.get(shard_id)
+            if read_ahead is not None and read_ahead[0] == args:
+                del prefetched[shard_id]
+                records, closed, caught_up, reader = read_ahead[1]
             else:
-                if ready_read is not None:  # read for another start or budget: not this batch
-                    fetched += ready_read[1].reader.fetched
                 records, closed, caught_up, reader = self._probe(*args)
             fetched += reader.fetched
             self._lag[shard_id] = reader.millis_behind_latest
@@ -220,7 +219,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 self._iterators[shard_id] = (state["after"], reader.next_iterator)
             if records and not closed and not caught_up:
                 backlogged.append(args._replace(after=state["after"]))
-        # Reads of shards this probe did not visit still count.
+        # Reads ahead no probe took (another start or budget, a shard not visited) still count.
         fetched += sum(probe.reader.fetched for _, probe in prefetched.values())
         log_fetched(self.options, "driver", fetched)
         if self.options.prefetch and self.options.read_mode == "handoff":
