@@ -10,6 +10,7 @@ dead letter's raw payload has every PAN-like digit run masked.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from processor.arrow_rows import columns_of
 from processor.card_tokens import card_token, load_key, mask_pans, mask_pans_in_text
 from producer.contract import (
     ID_FIELD,
@@ -142,9 +144,12 @@ def _dead_letter(row: dict[str, Any], reason: str, field: str | None, detail: st
     row["dedupe_key"] = f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
 
 
+_NO_VALUES: dict[str, Any] = dict.fromkeys(_ARROW_SCHEMA.names)
+
+
 def _empty_row(source: dict[str, list[Any]], index: int) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(_ARROW_SCHEMA.names)
-    for name in ("shardId", "sequenceNumber", "subSequenceNumber", "approximateArrivalTimestamp"):
+    row = _NO_VALUES.copy()
+    for name, _ in SOURCE_FIELDS:
         row[name] = source[name][index]
     return row
 
@@ -204,13 +209,19 @@ def parse_record(source: dict[str, list[Any]], index: int, key: bytes) -> dict[s
     return row
 
 
+_IN_SCHEMA_ORDER = operator.itemgetter(*_ARROW_SCHEMA.names)
+
+
 def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
-    columns: dict[str, list[Any]] = {name: [] for name in _ARROW_SCHEMA.names}
-    source = batch.to_pydict()
-    for index in range(batch.num_rows):
-        for name, value in parse_record(source, index, key).items():
-            columns[name].append(value)
-    return pa.RecordBatch.from_pydict(columns, schema=_ARROW_SCHEMA)
+    source = columns_of(batch)
+    rows = [_IN_SCHEMA_ORDER(parse_record(source, index, key)) for index in range(batch.num_rows)]
+    # One transpose in C instead of an append per field and record.
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in _ARROW_SCHEMA.names]
+    arrays = [
+        pa.array(column, type=field.type)
+        for column, field in zip(columns, _ARROW_SCHEMA, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=_ARROW_SCHEMA)
 
 
 def parse_records(records: DataFrame, key_env: str) -> DataFrame:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from config.lake import commit_options_for, delta_uri
 from ml_model.features import FEATURE_NAMES
+from processor.arrow_rows import rows_of
 from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
 from processor.engine.ordering import backlogged_shards, batch_source_offset
@@ -187,7 +188,7 @@ class LakeWriter:
         clock = _Stopwatch()
         self.heap.before_batch()
         clock.lap("heap")
-        rows = batch.toArrow().to_pylist()
+        rows = rows_of(batch.toArrow())
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
         result = self.engine.process(rows, batch_id, backlogged)

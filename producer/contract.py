@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -342,6 +342,74 @@ def _check_field(spec: FieldSpec, event: Mapping[str, Any]) -> Invalid | None:
     return None
 
 
+# Quick acceptance of a field's value. A test built here passes only values `_check_field`
+# accepts (exact JSON types, bounds strictly inside, a compiled pattern); anything else (a
+# missing field, an int amount, a value on a bound) goes through `_check_field` for its exact
+# answer. Validation is ~half of the stream's parse cost, and nearly every value is a good one.
+_Accepts = Callable[[Any], bool]
+
+
+def _accepts_value(spec: FieldSpec) -> _Accepts:
+    """A cheap test that passes a subset of the values `_check_field` accepts for `spec`."""
+    pattern = re.compile(spec.pattern) if spec.pattern is not None else None
+    allowed, low, high = spec.allowed, spec.minimum, spec.maximum
+    unbounded = low is None and high is None
+
+    def never(value: Any) -> bool:
+        return False  # always the full check
+
+    def a_str(value: Any) -> bool:
+        return type(value) is str
+
+    def a_matching_str(value: Any) -> bool:
+        return type(value) is str and pattern is not None and pattern.fullmatch(value) is not None
+
+    def an_allowed_str(value: Any) -> bool:
+        return type(value) is str and allowed is not None and value in allowed
+
+    def a_bool(value: Any) -> bool:
+        return type(value) is bool
+
+    def an_int(value: Any) -> bool:
+        return type(value) is int
+
+    def a_float_inside(value: Any) -> bool:
+        # Strictly above the minimum: a value on it (0.0, -0.0) is checked in full. NaN fails
+        # both comparisons and infinities lie outside finite bounds.
+        return type(value) is float and low < value <= high  # type: ignore[operator]
+
+    base = never
+    if spec.type is str and unbounded and allowed is None:
+        base = a_str if pattern is None else a_matching_str
+    elif spec.type is str and unbounded and pattern is None:
+        base = an_allowed_str
+    elif spec.type is bool:
+        base = a_bool
+    elif spec.type is int and unbounded and allowed is None:
+        base = an_int
+    elif spec.type is float and low is not None and high is not None and pattern is None:
+        base = a_float_inside
+    if not (spec.nullable or not spec.required):
+        return base
+
+    def none_or_base(value: Any) -> bool:
+        return value is None or base(value)
+
+    return none_or_base
+
+
+def _rules(specs: tuple[FieldSpec, ...]) -> tuple[tuple[str, _Accepts, FieldSpec], ...]:
+    return tuple((spec.name, _accepts_value(spec), spec) for spec in specs)
+
+
+_EVENT_RULES: Final = {kind: _rules(fields_of(kind)) for kind in EVENT_FIELDS}
+_LABEL_RULES: Final = _rules(LABEL_FIELDS)
+_SENSITIVE_OF: Final = {
+    kind: tuple(spec.name for spec in specs if spec.sensitive)
+    for kind, specs in EVENT_FIELDS.items()
+}
+
+
 def _check_card_by_token(
     event: Mapping[str, Any], pan: str, token: str, last4: str
 ) -> Invalid | None:
@@ -389,17 +457,19 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
         return Invalid(
             REASON_UNKNOWN_EVENT_TYPE, "event_type", f"unknown event_type {excerpt(event_type)}"
         )
-    for spec in fields_of(event_type):
-        problem = _check_field(spec, event)
-        if problem is not None:
-            return problem
+    get = event.get
+    for name, accepts, spec in _EVENT_RULES[event_type]:
+        if not accepts(get(name)):
+            problem = _check_field(spec, event)
+            if problem is not None:
+                return problem
     if event_type in CARD_BY_TOKEN:
         problem = _check_card_by_token(event, *CARD_BY_TOKEN[event_type])
         if problem is not None:
             return problem
-    for spec in EVENT_FIELDS[event_type]:
-        if spec.sensitive and event.get(spec.name) is not None and not luhn_valid(event[spec.name]):
-            return Invalid(REASON_INVALID_VALUE, spec.name, f"{spec.name!r} fails the Luhn check")
+    for name in _SENSITIVE_OF[event_type]:
+        if event.get(name) is not None and not luhn_valid(event[name]):
+            return Invalid(REASON_INVALID_VALUE, name, f"{name!r} fails the Luhn check")
     for name in ("event_time", "transaction_time"):
         if name in event:
             try:
@@ -414,10 +484,11 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
     if label is not None:
         if not isinstance(label, Mapping):
             return Invalid(REASON_WRONG_TYPE, LABEL_FIELD, "'label' must be an object")
-        for spec in LABEL_FIELDS:
-            problem = _check_field(spec, label)
-            if problem is not None:
-                return Invalid(problem.reason, f"label.{spec.name}", problem.detail)
+        for name, accepts, spec in _LABEL_RULES:
+            if not accepts(label.get(name)):
+                problem = _check_field(spec, label)
+                if problem is not None:
+                    return Invalid(problem.reason, f"label.{name}", problem.detail)
     return None
 
 

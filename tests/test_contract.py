@@ -214,3 +214,34 @@ def test_a_label_scenario_that_is_not_a_short_printable_name_is_rejected(
     problem = c.validate_event(labelled(scenario))
     assert problem is not None
     assert (problem.reason, problem.field) == (reason, "label.fraud_scenario")
+
+
+# Values on and around every kind of rule: types JSON can give, bounds, patterns' edges.
+_TRICKY_VALUES: list[Any] = [
+    None, True, False, 0, 1, -1, 2, 0.0, -0.0, 1e-300, -1e-300, 42.5, 90.0, 90.000001, -90.0,
+    180.0, -180.0, 1_000_000.0, 1_000_000.1, 1_000_000, float("inf"), float("-inf"),
+    float("nan"), "", " ", "x", "tx-000001", "tx-000001\n", "tx 000001", "a" * 64, "a" * 65,
+    "5411", "541", "54111", "٥٤١١", "FR", "fr", "FRA", "EUR", "eur", "pos", "POS", "otp",
+    "4111111111111111", "4111111111111111\n", "0" * 64, "f" * 64, "F" * 64, "card_testing",
+    "bad\x00name", "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:00.000Z\n", [], {}, ["x"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        *c.ENVELOPE_FIELDS,
+        *(s for specs in c.EVENT_FIELDS.values() for s in specs),
+        *c.LABEL_FIELDS,
+    ],  # fmt: skip
+    ids=lambda spec: spec.name,
+)
+def test_the_quick_check_accepts_only_what_the_full_check_accepts(spec: c.FieldSpec) -> None:
+    # The quick test may send a good value to the full check; it must never pass a bad one.
+    accepts = c._accepts_value(spec)
+    for value in _TRICKY_VALUES:
+        if accepts(value):
+            assert c._check_field(spec, {spec.name: value}) is None, (spec.name, value)
+    # ... and it does pass the ordinary good values, else it would be no quicker.
+    good = [v for v in _TRICKY_VALUES if c._check_field(spec, {spec.name: v}) is None]
+    assert any(accepts(value) for value in good if value is not None) or not good, spec.name
