@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -96,6 +96,25 @@ def test_a_valid_record_still_parses() -> None:
     row = parse(encode_event(VALID))
     assert row["dead_letter_reason"] is None
     assert row["card_token"] == card_token(PAN, KEY) and row["card_last4"] == "1111"
+
+
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("2026-06-01T00:00:00.000Z", datetime(2026, 6, 1, tzinfo=UTC)),
+        ("2026-06-01T02:30:00.250+02:00", datetime(2026, 6, 1, 0, 30, 0, 250000, tzinfo=UTC)),
+        ("2026-05-31T22:29:59.5-01:30", datetime(2026, 5, 31, 23, 59, 59, 500000, tzinfo=UTC)),
+        ("2026-05-31T23:59:59.999999+00:00", datetime(2026, 5, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+    ],
+)
+def test_event_times_are_exact_utc_microseconds_whatever_their_offset(
+    text: str, utc: datetime
+) -> None:
+    row = parse(encode_event({**VALID, "event_time": text}))
+    assert row["dead_letter_reason"] is None
+    assert row["event_time"] == (utc - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    )
 
 
 def _hostile_value(rng: random.Random, depth: int = 0) -> Any:
