@@ -117,8 +117,6 @@ _COPIED = [
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 _MICROSECOND = timedelta(microseconds=1)
 
 
