@@ -103,21 +103,17 @@ def send_at_rate(settings: Settings, rate: int, duration: float, sent: Any) -> N
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory (VmHWM) of this process and its descendants: the driver, the JVM
-    and the Python workers, by name."""
+def _descendants() -> dict[int, str]:
+    """This process and its descendants (the JVM, Spark's Python workers, the source's
+    driver-side process, moto), each with its role: driver, java, moto, source, workers."""
     parents: dict[int, int] = {}
-    names: dict[int, str] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            fields = dict(
-                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-            )
+            text = status.read_text()
         except OSError:
             continue
-        pid = int(status.parent.name)
-        parents[pid] = int(fields.get("PPid", "0").strip())
-        names[pid] = fields.get("Name", "?").strip()
+        ppid = next((line for line in text.splitlines() if line.startswith("PPid:")), "PPid: 0")
+        parents[int(status.parent.name)] = int(ppid.split()[1])
     me = os.getpid()
 
     def descends(pid: int) -> bool:
@@ -127,19 +123,75 @@ def peak_rss_mb() -> dict[str, float]:
             pid = parents.get(pid, 0)
         return False
 
-    out: dict[str, float] = {}
+    roles: dict[int, str] = {}
     for pid in parents:
         if not descends(pid):
             continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if pid == me:
+            roles[pid] = "driver"
+        elif "moto_server" in command:
+            roles[pid] = "moto"
+        elif "python_streaming_source_runner" in command:
+            roles[pid] = "source"
+        elif "pyspark.daemon" in command or "pyspark.worker" in command:
+            roles[pid] = "workers"
+        elif "java" in command.split(" ", 1)[0]:
+            roles[pid] = "java"
+        else:
+            roles[pid] = "other"
+    return roles
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory (VmHWM) of the driver, the JVM, Spark's Python workers, the source's
+    process and moto (processes of one role summed)."""
+    out: dict[str, float] = {}
+    for pid, role in _descendants().items():
         try:
             text = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
         for line in text.splitlines():
             if line.startswith("VmHWM:"):
-                name = "driver" if pid == me else names[pid]
-                out[name] = round(out.get(name, 0.0) + int(line.split()[1]) / 1024, 1)
+                out[role] = round(out.get(role, 0.0) + int(line.split()[1]) / 1024, 1)
     return out
+
+
+CpuReading = dict[int, tuple[str, float]]
+
+
+def cpu_seconds() -> CpuReading:
+    """CPU seconds (user + system) each process of `_descendants` has used so far, with its
+    role. Children's time is left out: a reaped child was read while it lived (`cpu_used`)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: CpuReading = {}
+    for pid, role in _descendants().items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state is field 3, utime and stime fields 14 and 15.
+        out[pid] = (role, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_used(before: CpuReading, readings: list[CpuReading], seconds: float) -> dict[str, Any]:
+    """CPU seconds per role since `before`, from each process's last reading (the source's
+    driver-side process ends with the query, so it is read after every batch too)."""
+    last: CpuReading = {}
+    for reading in readings:
+        last.update(reading)
+    used: dict[str, float] = {}
+    for pid, (role, total) in last.items():
+        used[role] = used.get(role, 0.0) + total - before.get(pid, (role, 0.0))[1]
+    return {
+        "seconds_by_role": {role: round(value, 1) for role, value in sorted(used.items())},
+        "cores_busy": round(sum(used.values()) / seconds, 2),
+    }
 
 
 def state_report(writer: Any) -> dict[str, Any]:
@@ -177,15 +229,19 @@ def throughput(
     alerts = AlertWriter(settings)
     writer = lake_writer(settings, frame_scorer(settings), alerts)
     timings: list[dict[str, int]] = []
+    cpu_readings: list[CpuReading] = []
 
     def timed(batch: Any, batch_id: int) -> None:
         writer(batch, batch_id)
         timings.append(dict(writer.stats.timings_ms))
+        cpu_readings.append(cpu_seconds())  # a few ms: /proc of ~100 processes
 
+    cpu_before = cpu_seconds()
     began = time.perf_counter()
     query = write(transform(ingest(spark, settings), settings), settings, timed, True)
     query.awaitTermination()
     elapsed = time.perf_counter() - began
+    cpu = cpu_used(cpu_before, [*cpu_readings, cpu_seconds()], elapsed)
     assert query.exception() is None, query.exception()
     delivered = sum(writer.stats.totals.values())
     batches = [
@@ -213,6 +269,8 @@ def throughput(
         ),
         "state": state_report(writer),
         "peak_rss_mb": peak_rss_mb(),
+        # Where the two cores went while the backlog drained (moto stands in for Kinesis).
+        "cpu": cpu,
         "batches": batches,
         "sink_ms_per_batch": timings,
         # Spark's own split of each data batch (latestOffset, queryPlanning, addBatch = the sink,
