@@ -147,8 +147,9 @@ def _descendants() -> dict[int, str]:
 
 
 def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory (VmHWM) of the driver, the JVM, Spark's Python workers, the source's
-    process and moto (processes of one role summed)."""
+    """Peak resident memory (VmHWM) of the driver, the JVM, Spark's Python workers and moto
+    (processes of one role summed), read when called: a process that has ended (the source's,
+    with its query) is not in it."""
     out: dict[str, float] = {}
     for pid, role in _descendants().items():
         try:
