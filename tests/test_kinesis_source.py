@@ -23,7 +23,7 @@ from processor.kinesis_source.client import ShardReader
 from processor.kinesis_source.client import make_client as make_source_client
 from processor.kinesis_source.deaggregation import user_records
 from processor.kinesis_source.reader import KinesisStreamReader, ShardRange, group_ranges
-from processor.kinesis_source.shards import ShardInfo, list_shards, readable_shards
+from processor.kinesis_source.shards import ShardInfo, readable_shards
 from scripts.local_aws import free_port
 from scripts.setup_aws import ensure_stream
 
@@ -276,66 +276,6 @@ def test_a_backlogged_shard_is_read_while_the_batch_runs(settings: Settings) -> 
     assert not any(shard["caughtUp"] is False for shard in third[0]["shards"].values())
     assert prefetching._prefetches == {}  # nothing left behind: no read ahead
     assert drain(prefetching, third[0], ReadAllAvailable()) == plain_batches[3]
-
-
-@pytest.mark.integration
-def test_the_shards_of_a_batch_are_probed_side_by_side(settings: Settings) -> None:
-    """Each shard's first read waits until all four are reading: probes one after another
-    would break the barrier. The batch is the one a plain drain gives."""
-    client = make_client("kinesis", settings.aws)
-    ensure_stream(client, settings.kinesis.stream_name, 4)
-    put(client, settings.kinesis.stream_name, items(200))
-    reader = KinesisStreamReader(parse_options(options(settings, prefetch="false")))
-    source = reader._kinesis()
-    real_get_records = source.get_records
-    all_reading = threading.Barrier(4, timeout=20)
-    waited: set[str] = set()
-
-    def get_records(**kwargs: Any) -> Any:
-        if threading.current_thread().name not in waited:
-            waited.add(threading.current_thread().name)
-            all_reading.wait()
-        return real_get_records(**kwargs)
-
-    source.get_records = get_records
-    end, rows = drain(reader, reader.initialOffset(), ReadAllAvailable())
-    assert len(waited) == 4 and not all_reading.broken
-    assert sorted(r["data"] for r in rows) == sorted(d for _, d in items(200))
-    assert all(shard["caughtUp"] for shard in end["shards"].values())
-
-
-@pytest.mark.integration
-def test_a_failed_probe_is_raised_once_every_probe_of_the_batch_has_ended(
-    settings: Settings,
-) -> None:
-    """A retry must not find a shard still being read by the failed attempt: the first shard's
-    probe fails at once, the second's ends a second later, and the error waits for it."""
-    client = make_client("kinesis", settings.aws)
-    ensure_stream(client, settings.kinesis.stream_name, 2)
-    put(client, settings.kinesis.stream_name, items(100))
-    reader = KinesisStreamReader(parse_options(options(settings, prefetch="false")))
-    real_probe = reader._probe
-    first_shard = readable_shards(list_shards(reader._kinesis(), reader.options), {})[0]
-    failed, never, slow_done = threading.Event(), threading.Event(), threading.Event()
-
-    def probe(shard_id: str, *args: Any) -> Any:
-        if shard_id == first_shard:
-            failed.set()
-            raise RuntimeError("connection reset")
-        failed.wait(timeout=20)
-        never.wait(timeout=1)  # still reading when the failure is known
-        result = real_probe(shard_id, *args)
-        slow_done.set()
-        return result
-
-    reader._probe = probe  # type: ignore[method-assign]
-    start = reader.initialOffset()
-    with pytest.raises(RuntimeError, match="connection reset"):
-        reader.latestOffset(start, ReadAllAvailable())
-    assert slow_done.is_set()
-    reader._probe = real_probe  # type: ignore[method-assign]
-    _, rows = drain(reader, start, ReadAllAvailable())
-    assert sorted(r["data"] for r in rows) == sorted(d for _, d in items(100))
 
 
 @pytest.mark.integration

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -61,9 +61,6 @@ Record = tuple[bytes, str, str, float]  # data, partition key, sequence number, 
 # Consecutive empty GetRecords answers after which a shard that is not behind counts as drained.
 _EMPTY_CALLS_WHEN_CAUGHT_UP = 1
 _EMPTY_CALLS_MAX = 5
-# Shards probed at once (threads of the source's driver-side process; boto3 pools 10
-# connections per client).
-_PARALLEL_PROBES = 8
 
 
 @dataclass
@@ -121,10 +118,6 @@ class Probe(NamedTuple):
     reader: ShardReader
 
 
-def _result(probe: Probe | Future[Probe]) -> Probe:
-    return probe.result() if isinstance(probe, Future) else probe
-
-
 def _initial_position(options: SourceOptions) -> dict[str, Any]:
     if options.starting_position == "TRIM_HORIZON":
         return {"type": "TRIM_HORIZON"}
@@ -160,7 +153,6 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # shard -> the read of its next batch, started when this batch's offsets were decided
         self._prefetches: dict[str, tuple[ProbeArgs, Future[Probe]]] = {}
         self._prefetcher: ThreadPoolExecutor | None = None  # made on the driver, when needed
-        self._probers: ThreadPoolExecutor | None = None  # the probes of one batch, side by side
 
     # ------------------------------------------------------------------ driver
     def _kinesis(self) -> Any:
@@ -195,7 +187,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         ready = readable_shards(shards, shards_state)
         closed_shards = {s.shard_id for s in shards if s.closed}
         total = limit.max_rows if isinstance(limit, ReadMaxRows) else None
-        planned: list[ProbeArgs] = []
+        fetched = 0
+        backlogged: list[ProbeArgs] = []
         for index, shard_id in enumerate(ready):
             budget = self.options.max_records_per_shard
             if total is not None:
@@ -204,14 +197,13 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if budget <= 0:
                 continue
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
-            planned.append(
-                ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
-            )
-        fetched = 0
-        backlogged: list[ProbeArgs] = []
-        for args, probe in zip(planned, self._probes(planned, prefetched), strict=True):
-            shard_id, state = args.shard_id, shards_state[args.shard_id]
-            records, closed, caught_up, reader = probe
+            args = ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
+            read_ahead = prefetched.get(shard_id)
+            if read_ahead is not None and read_ahead[0] == args:
+                del prefetched[shard_id]
+                records, closed, caught_up, reader = read_ahead[1]
+            else:
+                records, closed, caught_up, reader = self._probe(*args)
             fetched += reader.fetched
             self._lag[shard_id] = reader.millis_behind_latest
             if records:
@@ -233,34 +225,6 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self.options.prefetch and self.options.read_mode == "handoff":
             self._start_prefetches(backlogged)
         return {"position": position, "shards": shards_state}
-
-    def _probes(
-        self, planned: list[ProbeArgs], prefetched: dict[str, tuple[ProbeArgs, Probe]]
-    ) -> list[Probe]:
-        """The probe of each planned shard, in order: its read ahead when that started exactly
-        there, else a read of its own. The reads of different shards run side by side (each
-        shard is read by one thread; GetRecords' limits are per shard): a batch's probe costs
-        its slowest shard's calls, not the sum of all of them."""
-        probes: dict[str, Probe | Future[Probe]] = {}
-        for args in planned:
-            read_ahead = prefetched.get(args.shard_id)
-            if read_ahead is not None and read_ahead[0] == args:
-                del prefetched[args.shard_id]
-                probes[args.shard_id] = read_ahead[1]
-        todo = [args for args in planned if args.shard_id not in probes]
-        if len(todo) == 1:
-            probes[todo[0].shard_id] = self._probe(*todo[0])
-        elif todo:
-            if self._probers is None:
-                self._probers = ThreadPoolExecutor(
-                    max_workers=_PARALLEL_PROBES, thread_name_prefix="probe"
-                )
-            for args in todo:
-                probes[args.shard_id] = self._probers.submit(self._probe, *args)
-            # All of them end before any error is raised: a retry must not probe a shard
-            # whose read of this attempt is still running.
-            wait([probe for probe in probes.values() if isinstance(probe, Future)])
-        return [_result(probes[args.shard_id]) for args in planned]
 
     def _start_prefetches(self, backlogged: list[ProbeArgs]) -> None:
         """Read the next batch of each backlogged shard in the background (one thread: the
@@ -286,9 +250,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return done
 
     def stop(self) -> None:
-        for pool in (self._prefetcher, self._probers):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
 
     def _probe(
         self,
