@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 _UTC_NAMES = frozenset({"UTC", "utc", "Etc/UTC", "+00:00", "Z"})
 
@@ -26,7 +26,7 @@ def column_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
         return column.to_pylist()
     unit = _UNITS[kind.unit]
     return [
-        None if count is None else _EPOCH + timedelta(**{unit: count})
+        None if count is None else EPOCH + timedelta(**{unit: count})
         for count in column.cast(pa.int64()).to_pylist()
     ]
 

@@ -30,7 +30,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from processor.arrow_rows import columns_of
+from processor.arrow_rows import EPOCH, columns_of
 from processor.card_tokens import card_token, load_key, mask_pans, mask_pans_in_text
 from producer.contract import (
     ID_FIELD,
@@ -116,7 +116,6 @@ _COPIED = [
 ]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -124,7 +123,7 @@ def _micros(text: str) -> int:
     """Exact epoch microseconds (no float rounding) of an event-time string the contract has
     accepted: its format and its UTC range are already checked (`parse_event_time`), so
     `fromisoformat` alone reads it (1.0 µs against 3.1 µs for that check again)."""
-    return (datetime.fromisoformat(text) - _EPOCH) // _MICROSECOND
+    return (datetime.fromisoformat(text) - EPOCH) // _MICROSECOND
 
 
 def parse_batches(key_env: str) -> Any:
