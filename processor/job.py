@@ -3,10 +3,11 @@
     spark-submit processor/job.py --profile local [--available-now]
     python -m processor.job --profile local [--available-now]
 
-ingest() reads the stream, transform() parses it (a pure DataFrame function), write() starts
-the foreachBatch query whose sink (processor/sinks.py) runs the feature engine
-(processor/engine/: dedupe, per-shard watermark, features, state per batch id), scores, writes
-alerts, then the four Delta tables. SIGTERM (or Ctrl+C) stops the query after the batch in flight.
+ingest() reads the stream, which the source parses and tokenises where it reads the records
+(processor/parse.py's `ContractParser`, ADR 0023); write() starts the foreachBatch query whose
+sink (processor/sinks.py) runs the feature engine (processor/engine/: dedupe, per-shard
+watermark, features, state per batch id), scores, writes alerts, then the four Delta tables.
+SIGTERM (or Ctrl+C) stops the query after the batch in flight.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine.bootstrap import bootstrap_state, history_events
 from processor.kinesis_source import register
 from processor.metrics import ProgressMetrics
-from processor.parse import parse_records
 from processor.resume import checkpoint_has_progress, lake_positions
 from processor.scoring import FrameScorer, frame_scorer, load_card
 from processor.sinks import LakeWriter
@@ -69,12 +69,18 @@ def source_options(settings: Settings) -> dict[str, str]:
     if aws.access_key_id and aws.secret_access_key:
         options["awsAccessKeyId"] = aws.access_key_id
         options["awsSecretKey"] = aws.secret_access_key
+    # Parse and tokenise where the records are read: a backlogged shard's next batch is parsed
+    # in the source's read ahead, while this batch is still in the sink (ADR 0023).
+    options["recordParser"] = "processor.parse:contract_parser"
+    options["recordParserArgument"] = settings.processor.tokenization_key_env
     return options
 
 
 def ingest(
     spark: SparkSession, settings: Settings, extra: dict[str, str] | None = None
 ) -> DataFrame:
+    """The stream's parsed events and dead letters (processor/parse.py's PARSED_SCHEMA)."""
+    load_key(settings.processor.tokenization_key_env)  # a missing key fails before the query
     register(spark)
     reader = spark.readStream.format("kinesis")
     for key, value in {**source_options(settings), **(extra or {})}.items():
@@ -148,11 +154,6 @@ def scoring_writer(spark: SparkSession, settings: Settings) -> LakeWriter:
     # After the alerts: measuring drift is diagnostics and never holds an alert back.
     writer.transaction_sinks.append(DriftMonitor(load_card(settings), writer.stats))
     return writer
-
-
-def transform(records: DataFrame, settings: Settings) -> DataFrame:
-    """Parse and tokenise; everything stateful happens in the sink's engine."""
-    return records.transform(parse_records, settings.processor.tokenization_key_env)
 
 
 def write(
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap_from:
             bootstrap_checkpoint(spark, settings, args.bootstrap_from)
         records = ingest(spark, settings, extra)
-        query = write(transform(records, settings), settings, writer, args.available_now)
+        query = write(records, settings, writer, args.available_now)
     except FraudPipelineError:
         spark.stop()
         raise

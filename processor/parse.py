@@ -1,7 +1,8 @@
 """Parse Kinesis records against the event contract, tokenise cards, mark dead letters.
 
-Runs per Arrow batch (`mapInArrow`), using `producer.contract.parse_payload`, so the stream
-applies exactly the rules the producer was written against. The reference clock for a
+Runs per Arrow batch where the Kinesis source reads the records (`ContractParser`, the source's
+`recordParser`, ADR 0023), using `producer.contract.parse_payload`, so the stream applies
+exactly the rules the producer was written against. The reference clock for a
 future `event_time` is the record's arrival time. The PAN never leaves this step: valid events
 carry `card_token` + `card_last4` (a chargeback may arrive with them instead of the PAN), and a
 dead letter's raw payload has every PAN-like digit run masked.
@@ -11,12 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     BinaryType,
     BooleanType,
@@ -126,18 +125,6 @@ def _micros(text: str) -> int:
     return (datetime.fromisoformat(text) - EPOCH) // _MICROSECOND
 
 
-def parse_batches(key_env: str) -> Any:
-    """The `mapInArrow` function; reads the tokenisation key in the Python worker, once per
-    task."""
-
-    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        key = load_key(key_env)
-        for batch in batches:
-            yield _parse_one(batch, key)
-
-    return parse
-
-
 def _dead_letter(row: dict[str, Any], reason: str, field: str | None, detail: str) -> None:
     row["dead_letter_reason"] = reason
     row["dead_letter_field"] = field
@@ -225,7 +212,24 @@ def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=_ARROW_SCHEMA)
 
 
-def parse_records(records: DataFrame, key_env: str) -> DataFrame:
-    """Source rows -> parsed rows (valid events and dead letters side by side)."""
-    load_key(key_env)  # fail on the driver, before the query starts, if the key is missing
-    return records.mapInArrow(parse_batches(key_env), PARSED_SCHEMA)
+class ContractParser:
+    """The Kinesis source's `recordParser` (ADR 0023): the same parse as `parse_records`, run
+    where the source reads the records. Holds the key's variable name, never the key, since
+    it ships to executors with the source's reader."""
+
+    def __init__(self, key_env: str) -> None:
+        self.key_env = key_env
+
+    def schema(self) -> StructType:
+        return PARSED_SCHEMA
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Source records -> parsed rows (valid events and dead letters side by side)."""
+        return _parse_one(batch, load_key(self.key_env))
+
+
+def contract_parser(key_env: str | None) -> ContractParser:
+    """`recordParser` factory; its argument is the tokenisation key's environment variable."""
+    if not key_env:
+        raise ValueError("the contract parser needs the tokenisation key's variable name")
+    return ContractParser(key_env)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from config.aws import make_client
 from config.settings import load_config
-from processor.job import ingest, lake_writer, transform, write
+from processor.job import ingest, lake_writer, write
 from processor.spark_session import build_spark
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = {"readMode": mode, "fetchLogPath": str(fetch_log)}
                 lake = lake_writer(run)
                 began = time.perf_counter()
-                query = write(transform(ingest(spark, run, extra), run), run, lake, True)
+                query = write(ingest(spark, run, extra), run, lake, True)
                 query.awaitTermination()
                 elapsed = time.perf_counter() - began
                 assert query.exception() is None, query.exception()

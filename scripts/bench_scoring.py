@@ -38,7 +38,7 @@ from ml_model.features import FEATURE_NAMES
 from ml_model.scorer import LocalScorer
 from ml_model.train import main as train_main
 from processor.alerts import AlertWriter
-from processor.job import ingest, lake_writer, transform, write
+from processor.job import ingest, lake_writer, write
 from processor.metrics import batch_summary
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
@@ -239,7 +239,7 @@ def throughput(
 
     cpu_before = cpu_seconds()
     began = time.perf_counter()
-    query = write(transform(ingest(spark, settings), settings), settings, timed, True)
+    query = write(ingest(spark, settings), settings, timed, True)
     query.awaitTermination()
     elapsed = time.perf_counter() - began
     cpu = cpu_used(cpu_before, [*cpu_readings, cpu_seconds()], elapsed)
@@ -304,7 +304,7 @@ def latency(
         committed.extend(writer.stats.arrival_to_commit_ms)
         phases[batch_id] = dict(writer.stats.timings_ms)
 
-    query = write(transform(ingest(spark, run), run), run, timed, False)
+    query = write(ingest(spark, run), run, timed, False)
     stop_sending = threading.Event()
     spawn = multiprocessing.get_context("spawn")  # no fork of a process that holds a JVM
     sent = spawn.Value("q", 0)

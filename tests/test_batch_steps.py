@@ -1,7 +1,7 @@
 """The job's steps on tiny in-memory frames, compared with chispa: the logic is proven here in
 seconds, and the streaming tests only prove the wiring.
 
-record frame --parse_records--> parsed frame --engine--> table rows --score_rows--> scored rows
+record frame --ContractParser--> parsed frame --engine--> table rows --score_rows--> scored rows
 --lake_tables--> the Arrow tables each Delta table is written from.
 """
 
@@ -35,7 +35,7 @@ from processor.lake_tables import (
     dead_letter_table,
     event_table,
 )
-from processor.parse import parse_records
+from processor.parse import PARSED_SCHEMA, ContractParser
 from processor.scoring import frame_scorer
 from processor.sinks import score_rows
 from tests.model_cards import small_card
@@ -110,7 +110,8 @@ PAYLOADS = [
 
 @pytest.fixture(scope="module")
 def parsed(spark: Any) -> Any:
-    return parse_records(records(spark, PAYLOADS), KEY_ENV)
+    parser = ContractParser(KEY_ENV)  # what the source runs on every batch it reads
+    return records(spark, PAYLOADS).mapInArrow(lambda batches: map(parser, batches), PARSED_SCHEMA)
 
 
 def test_parse_validates_tokenises_and_dead_letters(spark: Any, parsed: Any) -> None:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from config.aws import make_client
 from config.exceptions import SourceOptionError
@@ -68,6 +69,12 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
         ({"streamName": "s", "awsAccessKeyId": "x"}, "'awsSecretKey'"),
         ({"streamName": "s", "startingSequenceNumbers": "[1]"}, "'startingSequenceNumbers'"),
         ({"streamName": "s", "startingSequenceNumbers": '{"a": 1}'}, "'startingSequenceNumbers'"),
+        ({"streamName": "s", "recordParser": "processor.parse"}, "'recordParser' must be module:"),
+        (
+            {"streamName": "s", "recordParser": "processor.parse:none"},
+            "'recordParser': cannot load",
+        ),
+        ({"streamName": "s", "recordParser": "processor.parse:contract_parser"}, "ParserArgument'"),
     ],
 )
 def test_bad_options_are_one_clear_error(given: dict[str, str], message: str) -> None:
@@ -276,6 +283,63 @@ def test_a_backlogged_shard_is_read_while_the_batch_runs(settings: Settings) -> 
     assert not any(shard["caughtUp"] is False for shard in third[0]["shards"].values())
     assert prefetching._prefetches == {}  # nothing left behind: no read ahead
     assert drain(prefetching, third[0], ReadAllAvailable()) == plain_batches[3]
+
+
+class ThreadNamingParser:
+    """A `recordParser` for tests: keeps each record's data and sequence number and names the
+    thread that parsed it."""
+
+    def schema(self) -> StructType:
+        return StructType(
+            [
+                StructField("data", BinaryType()),
+                StructField("sequenceNumber", StringType()),
+                StructField("parsedOn", StringType()),
+            ]
+        )
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        where = pa.array([threading.current_thread().name] * batch.num_rows, pa.string())
+        columns = [batch.column("data"), batch.column("sequenceNumber"), where]
+        return pa.RecordBatch.from_arrays(columns, names=["data", "sequenceNumber", "parsedOn"])
+
+
+def thread_naming_parser(argument: str | None) -> ThreadNamingParser:
+    assert argument == "the argument"
+    return ThreadNamingParser()
+
+
+@pytest.mark.integration
+def test_a_read_ahead_hands_its_records_off_parsed(settings: Settings) -> None:
+    """With a `recordParser`, a backlogged shard's read ahead parses its records on its own
+    thread and hands them off parsed; a range the probe read is parsed by its task. Every
+    batch holds the same records as a reader without a parser."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 2)
+    put(client, settings.kinesis.stream_name, items(300))
+    plain = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="70")))
+    expected = [[(r["data"], r["sequenceNumber"]) for r in rows] for _, rows in batches(plain, 4)]
+    parser = {
+        "recordParser": f"{__name__}:thread_naming_parser",
+        "recordParserArgument": "the argument",
+    }
+    reader = KinesisStreamReader(
+        parse_options(options(settings, maxRecordsPerShard="70", **parser))
+    )
+    start, parsed_on = reader.initialOffset(), []
+    for records in expected:
+        end = reader.latestOffset(start, ReadAllAvailable())
+        rows = [
+            row
+            for partition in reader.partitions(start, end)
+            for batch in reader.read(partition)
+            for row in pa.Table.from_batches([batch]).to_pylist()
+        ]
+        assert [(r["data"], r["sequenceNumber"]) for r in rows] == records
+        parsed_on.append({r["parsedOn"].split("_")[0] for r in rows})
+        start = end
+    # The first batch was probed (its task parses); the next two were read ahead.
+    assert parsed_on == [{"MainThread"}, {"prefetch"}, {"prefetch"}, set()]
 
 
 @pytest.mark.integration

@@ -21,7 +21,7 @@ from config.aws import make_client
 from config.settings import Settings
 from processor.alerts import AlertWriter, scan_alerts
 from processor.card_tokens import card_token, mask_pans
-from processor.job import ingest, lake_writer, transform, write
+from processor.job import ingest, lake_writer, write
 from processor.scoring import frame_scorer
 from processor.sinks import LakeWriter, table_path
 from producer.contract import encode_event, parse_event_time, parse_payload
@@ -84,7 +84,7 @@ def run_available_now(spark: Any, settings: Settings, alerts: bool = False) -> L
         frame_scorer(settings) if scored else None,
         AlertWriter(settings) if alerts else None,
     )
-    query = write(transform(ingest(spark, settings), settings), settings, writer, True)
+    query = write(ingest(spark, settings), settings, writer, True)
     query.awaitTermination()
     assert query.exception() is None
     return writer

@@ -12,7 +12,7 @@ from config.aws import make_client
 from config.exceptions import DeliveryError
 from config.settings import Settings
 from processor.alerts import AlertWriter, scan_alerts
-from processor.job import ingest, lake_writer, resume_options, transform, write
+from processor.job import ingest, lake_writer, resume_options, write
 from processor.scoring import frame_scorer
 from processor.sinks import LakeWriter, table_path
 from scripts.setup_aws import ensure_alerts_table
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def run(spark: Any, settings: Settings, writer: LakeWriter, extra: dict[str, str]) -> Any:
-    query = write(transform(ingest(spark, settings, extra), settings), settings, writer, True)
+    query = write(ingest(spark, settings, extra), settings, writer, True)
     try:
         query.awaitTermination()
     except Exception:  # noqa: BLE001 - the caller inspects query.exception()

@@ -50,7 +50,7 @@ from processor.batch_progress import (
     record_batch,
 )
 from processor.checkpoint_files import CheckpointFiles
-from processor.job import ingest, lake_writer, transform, write
+from processor.job import ingest, lake_writer, write
 from processor.lake_tables import SCORED_TRANSACTION_TABLE, dead_letter_table, event_table
 from processor.scoring import frame_scorer
 from processor.sinks import BatchCounts, table_path
@@ -364,7 +364,7 @@ def test_the_job_records_its_batches_and_the_report_reads_them(
         kinesis.put_records(StreamName=run.kinesis.stream_name, Records=entries)
 
     writer = lake_writer(run, frame_scorer(run), AlertWriter(run))
-    query = write(transform(ingest(spark, run), run), run, writer, True)
+    query = write(ingest(spark, run), run, writer, True)
     query.awaitTermination()
     assert query.exception() is None
     batches = [p["batchId"] for p in query.recentProgress if p["numInputRows"]]

@@ -21,7 +21,7 @@ from ml_model.history import _frame, _row
 from processor.alerts import AlertWriter, scan_alerts
 from processor.batch_progress import read_progress
 from processor.checkpoint_files import CheckpointFiles
-from processor.job import ingest, lake_writer, scoring_writer, transform, write
+from processor.job import ingest, lake_writer, scoring_writer, write
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
 from producer.generator import GeneratorOptions, TransactionGenerator
@@ -80,7 +80,7 @@ def test_stream_features_scores_and_alerts(
 
     alerts = AlertWriter(settings)
     writer = lake_writer(settings, frame_scorer(settings), alerts)
-    query = write(transform(ingest(spark, settings), settings), settings, writer, True)
+    query = write(ingest(spark, settings), settings, writer, True)
     query.awaitTermination()
     assert query.exception() is None
     assert query.lastProgress is not None and query.lastProgress["batchId"] >= 2  # several batches

@@ -20,7 +20,7 @@ from processor.engine import EngineSettings, FeatureEngine, StateStore
 from processor.engine.bootstrap import bootstrap_state, history_events
 from processor.job import bootstrap_checkpoint
 from processor.lake_tables import EVENT_TABLE, TRANSACTION_TABLE, event_table
-from processor.parse import parse_batches
+from processor.parse import ContractParser
 from producer.generator import GeneratorOptions, TransactionGenerator
 
 KEY = os.environ["CARD_TOKEN_KEY"].encode()  # set by tests/conftest.py
@@ -56,7 +56,7 @@ def parsed_rows(payloads: list[bytes]) -> list[dict[str, Any]]:
             "approximateArrivalTimestamp": pa.array([ARRIVAL] * n, pa.timestamp("us", "UTC")),
         }
     )
-    parsed = pa.Table.from_batches(list(parse_batches("CARD_TOKEN_KEY")(iter([batch]))))
+    parsed = pa.Table.from_batches([ContractParser("CARD_TOKEN_KEY")(batch)])
     rows = parsed.to_pylist()
     assert all(row["dead_letter_reason"] is None for row in rows)
     return rows

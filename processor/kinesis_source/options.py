@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Final
 
 from config.exceptions import SourceOptionError
+from processor.kinesis_source.record_parser import load_parser
 
 STARTING_POSITIONS: Final = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 READ_MODES: Final = ("handoff", "reread")
@@ -42,6 +43,9 @@ class SourceOptions:
     # Shard -> the last sequence number already processed: those shards start right after it
     # (a fresh checkpoint resuming where the lake ends); other shards start at the position.
     starting_sequence_numbers: tuple[tuple[str, str], ...] = ()
+    # `module:function` building the parser of every record, and its argument (ADR 0023).
+    record_parser: str | None = None
+    record_parser_argument: str | None = None
 
 
 def _get(options: Mapping[str, str], name: str) -> str | None:
@@ -130,6 +134,9 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         raise SourceOptionError("options 'awsAccessKeyId' and 'awsSecretKey' go together")
     per_shard = _int(options, "maxRecordsPerShard", MAX_GET_RECORDS_LIMIT, 1, 1_000_000)
     assert per_shard is not None
+    parser, parser_argument = _get(options, "recordParser"), _get(options, "recordParserArgument")
+    if parser:
+        load_parser(parser, parser_argument)  # a parser that cannot be built fails here
     return SourceOptions(
         stream_name=stream,
         region=_get(options, "region") or os.environ.get("AWS_REGION", "us-east-1"),
@@ -150,4 +157,6 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         or MIN_RECORDS_PER_PARTITION,
         prefetch=_bool(options, "prefetch", True),
         starting_sequence_numbers=_sequence_numbers(_get(options, "startingSequenceNumbers")),
+        record_parser=parser or None,
+        record_parser_argument=parser_argument,
     )

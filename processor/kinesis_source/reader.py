@@ -19,6 +19,9 @@ While a batch runs, the driver already reads the next one of every shard that st
 backlog (`prefetch`, ADR 0020): the next `latestOffset` takes that read when it starts exactly
 where the read did, with the same budget, and reads itself otherwise. Offsets are decided as
 before, so a batch holds the same records with or without it.
+
+With a `recordParser` (ADR 0023) the source yields parsed rows: a read ahead parses its records
+on that background thread and hands them off parsed; any other range is parsed by its task.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pyspark.sql.streaming.datasource import (
 from processor.kinesis_source.client import ShardReader, log_fetched, make_client
 from processor.kinesis_source.deaggregation import user_records
 from processor.kinesis_source.options import MAX_GET_RECORDS_LIMIT, SourceOptions
+from processor.kinesis_source.record_parser import RecordParser, load_parser
 from processor.kinesis_source.shards import list_shards, readable_shards
 
 logger = logging.getLogger(__name__)
@@ -63,6 +67,17 @@ _EMPTY_CALLS_WHEN_CAUGHT_UP = 1
 _EMPTY_CALLS_MAX = 5
 
 
+class ParsedRecords(NamedTuple):
+    """A range's records already through the `recordParser` (ADR 0023)."""
+
+    size: int  # Kinesis records parsed (before KPL de-aggregation)
+    batches: tuple[pa.RecordBatch, ...]
+
+
+# A range's records as the driver hands them off: raw, or (read ahead) parsed instead.
+HandOff = tuple[list[Record] | None, ParsedRecords | None]
+
+
 @dataclass
 class ShardRange(InputPartition):
     """One shard's share of a batch: records after `after` up to and including `end`."""
@@ -72,6 +87,14 @@ class ShardRange(InputPartition):
     position: dict[str, Any]
     end: str
     records: list[Record] | None  # handed off by the driver, or None
+    parsed: ParsedRecords | None = None  # handed off already parsed (then `records` is None)
+
+    @property
+    def handed_off(self) -> int | None:
+        """Records the driver passes with the range; None: the executor reads them itself."""
+        if self.parsed is not None:
+            return self.parsed.size
+        return None if self.records is None else len(self.records)
 
 
 @dataclass
@@ -85,8 +108,8 @@ def group_ranges(ranges: list[ShardRange], min_records: int) -> list[ShardRanges
     """Handed-off ranges share partitions, about `min_records` records or more each (a task
     costs the same fixed round trips whatever it carries); a range to re-read from Kinesis
     (after a restart: its size is unknown) gets a partition of its own."""
-    handed = [(len(r.records), r) for r in ranges if r.records is not None]
-    reread = [ShardRanges([r]) for r in ranges if r.records is None]
+    handed = [(r.handed_off, r) for r in ranges if r.handed_off is not None]
+    reread = [ShardRanges([r]) for r in ranges if r.handed_off is None]
     total = sum(size for size, _ in handed)
     count = max(1, min(len(handed), total // min_records))
     bins: list[list[ShardRange]] = [[] for _ in range(count)]
@@ -110,12 +133,14 @@ class ProbeArgs(NamedTuple):
 
 
 class Probe(NamedTuple):
-    """A probe's records, whether the shard is exhausted / read to its tip, and its reader."""
+    """A probe's records, whether the shard is exhausted / read to its tip, and its reader;
+    a read ahead also parses the records when the source has a `recordParser`."""
 
     records: list[Record]
     closed: bool
     caught_up: bool
     reader: ShardReader
+    parsed: ParsedRecords | None = None
 
 
 def _initial_position(options: SourceOptions) -> dict[str, Any]:
@@ -144,7 +169,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
         self._client: Any = None
-        self._handoff: dict[tuple[str, str | None, str], list[Record]] = {}
+        self._handoff: dict[tuple[str, str | None, str], HandOff] = {}
         self._lag: dict[str, int | None] = {}
         # shard -> (the sequence number an iterator reads after, that iterator): the probe of
         # the next batch starts where this one stopped without asking for a new iterator.
@@ -153,6 +178,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # shard -> the read of its next batch, started when this batch's offsets were decided
         self._prefetches: dict[str, tuple[ProbeArgs, Future[Probe]]] = {}
         self._prefetcher: ThreadPoolExecutor | None = None  # made on the driver, when needed
+        self._parser: RecordParser | None = None  # built from the options on first use
 
     # ------------------------------------------------------------------ driver
     def _kinesis(self) -> Any:
@@ -201,15 +227,16 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             read_ahead = prefetched.get(shard_id)
             if read_ahead is not None and read_ahead[0] == args:
                 del prefetched[shard_id]
-                records, closed, caught_up, reader = read_ahead[1]
+                records, closed, caught_up, reader, parsed = read_ahead[1]
             else:
-                records, closed, caught_up, reader = self._probe(*args)
+                records, closed, caught_up, reader, parsed = self._probe(*args)
             fetched += reader.fetched
             self._lag[shard_id] = reader.millis_behind_latest
             if records:
                 end = records[-1][2]
                 if self.options.read_mode == "handoff":
-                    self._handoff[(shard_id, state["after"], end)] = records
+                    handed = (None, parsed) if parsed is not None else (records, None)
+                    self._handoff[(shard_id, state["after"], end)] = handed
                 state["after"] = end
             state["closed"] = closed
             state["caughtUp"] = caught_up
@@ -234,7 +261,25 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self._prefetcher is None:
             self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         for args in backlogged:
-            self._prefetches[args.shard_id] = (args, self._prefetcher.submit(self._probe, *args))
+            future = self._prefetcher.submit(self._read_ahead, args)
+            self._prefetches[args.shard_id] = (args, future)
+
+    def _read_ahead(self, args: ProbeArgs) -> Probe:
+        """The probe of a backlogged shard's next batch, its records parsed too when the source
+        has a parser: the parse then runs while the current batch is in the sink (ADR 0023)."""
+        probe = self._probe(*args)
+        parser = self._record_parser()
+        if parser is None or not probe.records:
+            return probe
+        batches = tuple(parser(batch) for batch in self._to_arrow(args.shard_id, probe.records))
+        return probe._replace(parsed=ParsedRecords(len(probe.records), batches))
+
+    def _record_parser(self) -> RecordParser | None:
+        if self._parser is None and self.options.record_parser is not None:
+            self._parser = load_parser(
+                self.options.record_parser, self.options.record_parser_argument
+            )
+        return self._parser
 
     def _finished_prefetches(self) -> dict[str, tuple[ProbeArgs, Probe]]:
         """shard -> (what was read, the read), once every started read has ended (a probe of
@@ -316,8 +361,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             after = start_shards.get(shard_id, {}).get("after")
             if state["after"] is None or state["after"] == after:
                 continue
-            records = self._handoff.pop((shard_id, after, state["after"]), None)
-            ranges.append(ShardRange(shard_id, after, end["position"], state["after"], records))
+            records, parsed = self._handoff.pop((shard_id, after, state["after"]), (None, None))
+            ranges.append(
+                ShardRange(shard_id, after, end["position"], state["after"], records, parsed)
+            )
         return group_ranges(ranges, self.options.min_records_per_partition)
 
     def commit(self, end: dict[str, Any]) -> None:
@@ -334,6 +381,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             yield from self._read_range(shard_range)
 
     def _read_range(self, partition: ShardRange) -> Iterator[pa.RecordBatch]:
+        if partition.parsed is not None:
+            yield from partition.parsed.batches
+            return
+        parser = self._record_parser()
         if partition.records is not None:
             raw: Any = partition.records
         else:
@@ -345,7 +396,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 partition.position,
             )
             raw = (_compact(r) for r in reader.read_until(partition.end))
-        yield from self._to_arrow(partition.shard_id, raw)
+        for batch in self._to_arrow(partition.shard_id, raw):
+            yield batch if parser is None else parser(batch)
         if partition.records is None:
             log_fetched(self.options, "executor", reader.fetched)
 

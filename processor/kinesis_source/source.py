@@ -7,6 +7,7 @@ from pyspark.sql.types import StructType
 
 from processor.kinesis_source.options import parse_options
 from processor.kinesis_source.reader import KinesisStreamReader
+from processor.kinesis_source.record_parser import load_parser
 
 SCHEMA = (
     "data BINARY, streamName STRING, shardId STRING, partitionKey STRING, "
@@ -26,8 +27,11 @@ class KinesisDataSource(DataSource):
     def name(cls) -> str:
         return "kinesis"
 
-    def schema(self) -> str:
-        return SCHEMA
+    def schema(self) -> str | StructType:
+        """The raw records', or the `recordParser`'s (ADR 0023)."""
+        if self.parsed.record_parser is None:
+            return SCHEMA
+        return load_parser(self.parsed.record_parser, self.parsed.record_parser_argument).schema()
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         return KinesisStreamReader(self.parsed)
