@@ -185,7 +185,11 @@ def cpu_used(before: CpuReading, readings: list[CpuReading], seconds: float) -> 
     driver-side process ends with the query, so it is read after every batch too)."""
     last: CpuReading = {}
     for reading in readings:
-        last.update(reading)
+        for pid, (role, total) in reading.items():
+            # A process that has exited but is not yet reaped has no command line any more:
+            # it keeps the role it was seen with while it ran.
+            seen = last.get(pid, (role, 0.0))[0]
+            last[pid] = (role if seen == "other" else seen, total)
     used: dict[str, float] = {}
     for pid, (role, total) in last.items():
         used[role] = used.get(role, 0.0) + total - before.get(pid, (role, 0.0))[1]
