@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -57,7 +58,9 @@ __all__ = ["TABLES", "BatchCounts", "LakeWriter", "RowSink", "app_id", "table_pa
 
 # A sink of the scored transaction rows of one batch (the DynamoDB alerts).
 RowSink = Callable[[list[dict[str, Any]], int], None]
-_SCORES = ("fraud_score", "model_version", "decision", "reason_codes")
+# The columns score_rows adds to each row, in the order it builds them.
+_SCORES = ("fraud_score", "model_version", "decision", "reason_codes", *CHALLENGER_COLUMNS)
+_FEATURES_OF = operator.itemgetter(*FEATURE_NAMES)
 
 
 def table_path(lake_path: str, table: str) -> str:
@@ -109,26 +112,25 @@ def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
 
     The challenger's columns are null unless the scorer shadows one (processor/scoring.py);
     the decision is always the champion's. The frame is built from one float matrix (None ->
-    NaN) and the scores are read back column by column: per-row pandas access cost more than
-    the model itself (docs/benchmarks.md).
+    NaN), each row's features read by one `itemgetter` call, and the scores go back column by
+    column, one `dict.update` per row: per-row pandas access cost more than the model itself,
+    and a Python loop per feature or score more than the rest (docs/benchmarks.md).
     """
-    features = np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float)
+    features = np.array([_FEATURES_OF(row) for row in rows], dtype=float)
     frame = pd.DataFrame(features.reshape(len(rows), len(FEATURE_NAMES)), columns=FEATURE_NAMES)
     frame.insert(0, "transaction_id", [row["transaction_id"] for row in rows])
     scored = score(frame)
-    columns = [scored[name].tolist() for name in _SCORES]
-    for row, value, version, decision, reasons in zip(rows, *columns, strict=True):
-        row["fraud_score"] = float(value)
-        row["model_version"] = version
-        row["decision"] = decision
-        row["reason_codes"] = list(reasons) if reasons is not None else []
+    values = np.asarray(scored["fraud_score"], dtype=float).tolist()
+    reasons = [[] if codes is None else list(codes) for codes in scored["reason_codes"]]
+    columns = [values, scored["model_version"].tolist(), scored["decision"].tolist(), reasons]
     if all(name in scored.columns for name in CHALLENGER_COLUMNS):
-        values, versions = (scored[name].tolist() for name in CHALLENGER_COLUMNS)
+        shadow, versions = (scored[name].tolist() for name in CHALLENGER_COLUMNS)
+        columns.append([None if v is None or v != v else float(v) for v in shadow])
+        columns.append([None if v is None or pd.isna(v) else str(v) for v in versions])
     else:
-        values = versions = [None] * len(rows)
-    for row, value, version in zip(rows, values, versions, strict=True):
-        row["challenger_score"] = None if value is None or value != value else float(value)
-        row["challenger_version"] = None if version is None or pd.isna(version) else str(version)
+        columns += [[None] * len(rows)] * 2
+    for row, scores in zip(rows, zip(*columns, strict=True), strict=True):
+        row.update(zip(_SCORES, scores, strict=True))
 
 
 def _write_table(
