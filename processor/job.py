@@ -41,6 +41,7 @@ from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine.bootstrap import bootstrap_state, history_events
 from processor.kinesis_source import register
 from processor.metrics import ProgressMetrics
+from processor.python_workers import start_python_workers
 from processor.resume import checkpoint_has_progress, lake_positions
 from processor.scoring import FrameScorer, frame_scorer, load_card
 from processor.sinks import LakeWriter
@@ -171,6 +172,7 @@ def write(
         stream = stream.trigger(availableNow=True)
     else:
         stream = stream.trigger(processingTime=settings.processor.trigger_interval)
+    start_python_workers(parsed.sparkSession)  # while the first batch is planned
     return stream.start()
 
 
