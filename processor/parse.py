@@ -213,9 +213,9 @@ def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
 
 
 class ContractParser:
-    """The Kinesis source's `recordParser` (ADR 0023): the same parse as `parse_records`, run
-    where the source reads the records. Holds the key's variable name, never the key, since
-    it ships to executors with the source's reader."""
+    """The Kinesis source's `recordParser` (ADR 0023): `parse_record` on every record of a
+    batch, run where the source reads the records. Holds the key's variable name, never the
+    key, since it ships to executors with the source's reader."""
 
     def __init__(self, key_env: str) -> None:
         self.key_env = key_env
