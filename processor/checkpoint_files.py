@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,17 +47,8 @@ class CheckpointFiles:
     def _s3(self) -> tuple[Any, str, str] | None:
         if not self.checkpoint_location.startswith(("s3a://", "s3://")):
             return None
-        import boto3
-
         bucket, _, prefix = self.checkpoint_location.split("://", 1)[1].partition("/")
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-        )
-        return client, bucket, prefix.strip("/")
+        return _s3_client(self, os.getpid()), bucket, prefix.strip("/")
 
     def batch_ids(self, folder: str, suffix: str = "") -> list[int]:
         """Ids of the files `<folder>/<id><suffix>`, ascending (Spark's `commits` too)."""
@@ -123,3 +115,21 @@ class CheckpointFiles:
             client.delete_object(Bucket=bucket, Key=f"{prefix}/{name}".lstrip("/"))
             return
         (Path(self.checkpoint_location) / name).unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=16)
+def _s3_client(files: CheckpointFiles, pid: int) -> Any:
+    """One S3 client per checkpoint and process, kept: a batch makes four or more calls, and a
+    new client for each paid ~10 ms (a new connection; on AWS a TLS handshake too). The pid is
+    part of the key, so a forked snapshot child makes its own and never shares the parent's
+    connections."""
+    import boto3
+
+    del pid  # only a cache key
+    return boto3.client(
+        "s3",
+        endpoint_url=files.endpoint_url,
+        region_name=files.region,
+        aws_access_key_id=files.access_key_id,
+        aws_secret_access_key=files.secret_access_key,
+    )

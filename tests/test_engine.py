@@ -613,3 +613,47 @@ def test_checkpoint_files_on_s3(settings: Any) -> None:
     )
     assert files.last_committed_batch() == 1
     assert set(StateStore(files).load(1).seen) == {"transaction:tx-000001", "transaction:tx-000002"}
+
+
+@pytest.mark.integration
+def test_checkpoint_files_keep_one_s3_client_per_process(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from config.aws import make_client
+    from scripts.setup_aws import ensure_bucket
+
+    ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
+    aws = settings.aws
+    files = CheckpointFiles(
+        f"s3a://{settings.s3.bucket}/checkpoints/one-client",
+        aws.endpoint_url,
+        aws.region,
+        aws.access_key_id,
+        aws.secret_access_key,
+    )
+    made: list[str] = []
+    new_client = boto3.client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(args[0])
+        return new_client(*args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", counted)
+    files.put("engine_state/0.changes", b"zero")
+    assert files.get("engine_state/0.changes") == b"zero"
+    assert files.batch_ids("engine_state", ".changes") == [0]
+    files.delete("engine_state/0.changes")
+    assert made == ["s3"]  # one client for every call of this process
+    pid = os.fork()
+    if pid == 0:  # a forked child (a snapshot writer) must not use the parent's connections
+        code = 99
+        try:
+            files.put("engine_state/1.changes", b"one")
+            code = len(made) - 1  # clients the child made itself
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert files.get("engine_state/1.changes") == b"one"
