@@ -184,12 +184,15 @@ class LakeWriter:
             self.after_step(step, batch_id)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        clock = _Stopwatch()
+        with self.heap.during_batch():
+            clock.lap("heap")
+            self._write_batch(batch, batch_id, clock)
+
+    def _write_batch(self, batch: DataFrame, batch_id: int, clock: _Stopwatch) -> None:
         spark = batch.sparkSession
         if self.query_id is None:
             self.query_id = checkpoint_query_id(spark, self.checkpoint_location)
-        clock = _Stopwatch()
-        self.heap.before_batch()
-        clock.lap("heap")
         rows = rows_of(batch.toArrow())
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
