@@ -590,20 +590,28 @@ def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:
     assert "transaction:tx-000001" not in eng.state.seen
 
 
-@pytest.mark.integration
-def test_checkpoint_files_on_s3(settings: Any) -> None:
+def _s3_checkpoint(settings: Any, folder: str) -> CheckpointFiles:
+    """Checkpoint files under s3a://<the profile's bucket>/checkpoints/<folder> on moto."""
     from config.aws import make_client
     from scripts.setup_aws import ensure_bucket
 
-    ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
     aws = settings.aws
-    files = CheckpointFiles(
-        f"s3a://{settings.s3.bucket}/checkpoints/job",
+    ensure_bucket(make_client("s3", aws), settings.s3.bucket, aws.region)
+    return CheckpointFiles(
+        f"s3a://{settings.s3.bucket}/checkpoints/{folder}",
         aws.endpoint_url,
         aws.region,
         aws.access_key_id,
         aws.secret_access_key,
     )
+
+
+@pytest.mark.integration
+def test_checkpoint_files_on_s3(settings: Any) -> None:
+    from config.aws import make_client
+
+    aws = settings.aws
+    files = _s3_checkpoint(settings, "job")
     eng = FeatureEngine(StateStore(files), SETTINGS)
     run(eng, [tx(1, 0)], 0)
     run(eng, [tx(2, 1, seq=2)], 1)
@@ -621,18 +629,7 @@ def test_checkpoint_files_keep_one_s3_client_per_process(
 ) -> None:
     import boto3
 
-    from config.aws import make_client
-    from scripts.setup_aws import ensure_bucket
-
-    ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
-    aws = settings.aws
-    files = CheckpointFiles(
-        f"s3a://{settings.s3.bucket}/checkpoints/one-client",
-        aws.endpoint_url,
-        aws.region,
-        aws.access_key_id,
-        aws.secret_access_key,
-    )
+    files = _s3_checkpoint(settings, "one-client")
     made: list[str] = []
     new_client = boto3.client
 
