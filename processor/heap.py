@@ -14,8 +14,8 @@ cycles, and `FROZEN_BATCHES` bounds the rest: every so many batches everything i
 collected once.
 
 While a batch runs, automatic collections are paused (`during_batch`): a 40,000-event batch
-allocates millions of short-lived objects, and the collector's own thresholds ran ~700 young,
-~60 middle and 4-5 full collections in it, 0.75-0.95 s of its ~6.5 s of driver CPU, without
+allocates millions of short-lived objects, and the collector's own thresholds ran 670-900 young,
+60-80 middle and 4-5 full collections in it, 0.75-0.95 s of its ~6.5 s of driver CPU, without
 finding a cycle to free (docs/benchmarks.md). Reference counting frees that garbage as before,
 and the collection before the next batch finds any cycle the batch left.
 """
