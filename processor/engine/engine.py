@@ -228,16 +228,12 @@ class FeatureEngine:
                     state.held[row["dedupe_key"]] = self._log.held[row["dedupe_key"]] = held
             elif is_tx:
                 complete.append((event, row))  # no terminal: nothing to wait for
-        card_features: dict[str, dict[str, float]] = defaultdict(dict)
-        self._update(state, CARD, by_card, card_features)
-        for row in valid:  # a held transaction keeps its card features in its row
-            if row["event_type"] == "transaction":
-                row.update(card_features[row["event_id"]])
-        terminal_features: dict[str, dict[str, float]] = defaultdict(dict)
-        self._update(state, TERMINAL, by_terminal, terminal_features)
+        # Features go straight into each transaction's row (a held one keeps its card
+        # features there until its terminal's are known).
+        transactions = {row["event_id"]: row for row in valid if row["event_type"] == "transaction"}
+        self._update(state, CARD, by_card, transactions)
+        self._update(state, TERMINAL, by_terminal, {event.event_id: row for event, row in complete})
         complete.sort(key=lambda pair: pair[0].key)
-        for event, row in complete:
-            row.update(terminal_features[event.event_id])
         return [row for _, row in complete]
 
     def _update(
@@ -245,9 +241,10 @@ class FeatureEngine:
         state: EngineState,
         kind: str,
         grouped: dict[str, list[FeatureEvent]],
-        out: dict[str, dict[str, float]],
+        rows: dict[str, Row],
     ) -> None:
-        """Apply each entity's events (in event-key order) to its state, collecting features."""
+        """Apply each entity's events (in event-key order) to its state; each transaction's
+        features are written into its row in `rows` (by transaction id)."""
         fresh, update, _ = ENTITY_KINDS[kind]
         table = state.entities(kind)
         applied = self._log.applied[kind]
@@ -257,7 +254,7 @@ class FeatureEngine:
             applied[entity] = events
             self._schedule(kind, entity, current["max"] + RETENTION[kind])
             for event, values in produced:
-                out[event.event_id].update(values)
+                rows[event.event_id].update(values)
 
     def _evict(self, state: EngineState, watermark: int) -> None:
         """Drop what the watermark has passed: idle entities, ids past the dedupe retention."""
