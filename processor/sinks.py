@@ -163,7 +163,9 @@ class LakeWriter:
     Alerts are written before the lake: they are idempotent (keyed by transaction id), so if the
     lake commit then fails, the replay rewrites the same items; the other way round, an outage of
     the alert table would leave ALERT rows in the lake with no alert behind them. The engine's
-    state is saved last, once everything of the batch is written.
+    state (its changelog) is written by a forked child while the scores, alerts and tables are,
+    and the batch ends only once it has landed: a replay of the batch reads the state the
+    batch before left, never this one's (processor/engine/state.py).
     """
 
     lake_path: str
@@ -197,6 +199,7 @@ class LakeWriter:
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
         result = self.engine.process(rows, batch_id, backlogged)
+        self.engine.start_commit()  # the state's changelog is written while the sinks run
         clock.lap("engine")
         transactions = result.transactions
         schema = TRANSACTION_TABLE

@@ -427,6 +427,104 @@ def test_a_stuck_snapshot_child_is_killed_and_the_next_snapshot_tried(
     _same_state(StateStore(CheckpointFiles(str(tmp_path))).load(1), eng.state)
 
 
+def _landed(files: CheckpointFiles, name: str, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not files.exists(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def small_background_changelogs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changelogs of these tests' few events written by a child, as a big batch's are."""
+    monkeypatch.setattr(state_module, "BACKGROUND_CHANGELOG_EVENTS", 1)
+
+
+def test_a_small_changelog_is_written_by_the_batch(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    eng.process([tx(1, 1.0), tx(2, 2.0)], 0)  # 4 entity events: far below the threshold
+    eng.start_commit()
+    assert eng.store._changelog_child is None
+    assert eng.commit() == len(CheckpointFiles(str(tmp_path)).get("engine_state/0.changes"))
+
+
+@pytest.mark.usefixtures("small_background_changelogs")
+def test_a_changelog_is_written_by_a_child_while_the_sinks_run(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    run(eng, [tx(1, 1.0), tx(2, 2.0)], 0)
+    eng.process([tx(3, 3.0, seq=3)], 1)
+    eng.start_commit()
+    child = eng.store._changelog_child
+    assert child is not None and child[1] == 1
+    files = CheckpointFiles(str(tmp_path))
+    assert _landed(files, "engine_state/1.changes")  # before `commit` was called
+    written = eng.commit()
+    assert written == len(files.get("engine_state/1.changes"))
+    assert eng.store._changelog_child is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child[0], os.WNOHANG)  # reaped: no zombie left
+    eng.store.wait_for_snapshot()
+    _same_state(StateStore(files).load(1), eng.state)
+
+
+class _ChildCannotWrite(CheckpointFiles):
+    """Changelogs fail to write in any process but the one that made this object."""
+
+    def __init__(self, location: str, hang: bool = False) -> None:
+        super().__init__(location)
+        self.parent, self.hang = os.getpid(), hang
+
+    def put(self, name: str, body: bytes) -> None:
+        if name.endswith(".changes") and os.getpid() != self.parent:
+            if self.hang:
+                time.sleep(60)  # a child stuck on a lock it inherited
+            raise OSError("disk full")
+        super().put(name, body)
+
+
+@pytest.mark.usefixtures("small_background_changelogs")
+@pytest.mark.parametrize("hang", [False, True], ids=["failed", "stuck"])
+def test_a_changelog_the_child_did_not_write_is_written_by_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang: bool
+) -> None:
+    monkeypatch.setattr(state_module, "CHANGELOG_TIMEOUT_S", 0.5)
+    eng = FeatureEngine(StateStore(_ChildCannotWrite(str(tmp_path), hang)), SETTINGS)
+    eng.process([tx(1, 1.0), tx(2, 2.0)], 0)
+    eng.start_commit()
+    child = eng.store._changelog_child
+    assert child is not None
+    written = eng.commit()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child[0], os.WNOHANG)  # reaped (killed first when stuck)
+    files = CheckpointFiles(str(tmp_path))
+    assert written == len(files.get("engine_state/0.changes"))
+    eng.store.wait_for_snapshot()
+    _same_state(StateStore(files).load(0), eng.state)
+
+
+@pytest.mark.usefixtures("small_background_changelogs")
+def test_a_changelog_child_of_a_failed_attempt_is_reaped_and_replaced(tmp_path: Path) -> None:
+    """A batch whose sinks failed after `start_commit` is decided again from the files; its
+    first attempt's child is collected and the second attempt's changelog is the one kept."""
+    eng = engine(tmp_path)
+    eng.process([tx(1, 1.0)], 0)
+    eng.start_commit()
+    first = eng.store._changelog_child
+    assert first is not None
+    # Its sinks failed: no commit. The replay (here with one more record) reloads as of -1.
+    eng.process([tx(1, 1.0), tx(2, 2.0, seq=2)], 0)
+    eng.start_commit()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(first[0], os.WNOHANG)
+    eng.commit()
+    eng.store.wait_for_snapshot()
+    loaded = StateStore(CheckpointFiles(str(tmp_path))).load(0)
+    assert set(loaded.seen) == {"transaction:tx-000001", "transaction:tx-000002"}
+    _same_state(loaded, eng.state)
+
+
 def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     run(eng, [tx(1, 1.0), tx(2, 2.0)], 0)

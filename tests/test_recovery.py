@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from config.aws import make_client
 from config.exceptions import DeliveryError
 from config.settings import Settings
 from processor.alerts import AlertWriter, scan_alerts
+from processor.checkpoint_files import CheckpointFiles
+from processor.engine import state as state_module
 from processor.job import ingest, lake_writer, resume_options, write
 from processor.scoring import frame_scorer
 from processor.sinks import LakeWriter, table_path
@@ -98,14 +101,26 @@ def test_alert_outage_never_leaves_an_alert_row_without_its_alert(
 
 
 class CrashAt:
-    """Fails batch `batch_id` once, right after its step `step` (a fault hook)."""
+    """Fails batch `batch_id` once, right after its step `step` (a fault hook).
+
+    With `files` (the engine's checkpoint files) it first waits for the batch's changelog,
+    which a forked child writes while the sinks run, and records whether it landed: the crash
+    then leaves a changelog of a batch the lake does not hold yet."""
 
     def __init__(self, step: str, batch_id: int) -> None:
         self.step, self.batch_id, self.fired = step, batch_id, False
+        self.files: CheckpointFiles | None = None
+        self.changelog_landed = False
 
     def __call__(self, step: str, batch_id: int) -> None:
         if (step, batch_id) == (self.step, self.batch_id) and not self.fired:
             self.fired = True
+            if self.files is not None:
+                deadline = time.monotonic() + 60
+                name = f"engine_state/{batch_id}.changes"
+                while not self.files.exists(name) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.changelog_landed = self.files.exists(name)
             raise RuntimeError(f"injected crash after {step} of batch {batch_id}")
 
 
@@ -126,8 +141,14 @@ def _alerts(settings: Settings) -> list[tuple[str, ...]]:
 
 
 def test_a_batch_replayed_after_a_crash_at_any_step_decides_as_before(
-    spark: Any, settings: Settings, trained_model: Path, tmp_path: Path
+    spark: Any,
+    settings: Settings,
+    trained_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Every changelog written by a forked child while the sinks run, as a big batch's is.
+    monkeypatch.setattr(state_module, "BACKGROUND_CHANGELOG_EVENTS", 1)
     base = settings.with_overrides(
         model={"path": str(trained_model)}, processor={"max_records_per_shard": 150}
     )
@@ -148,9 +169,12 @@ def test_a_batch_replayed_after_a_crash_at_any_step_decides_as_before(
     def drain(run: Settings, hook: CrashAt | None) -> None:
         writer = lake_writer(run, scorer, AlertWriter(run))
         writer.after_step = hook
+        if hook is not None and hook.step == "alerts":
+            hook.files = writer.engine.store.files
         query = _run(spark, run, writer)
         if hook is not None:
             assert query.exception() is not None and hook.fired
+            assert hook.files is None or hook.changelog_landed
             writer = lake_writer(run, scorer, AlertWriter(run))  # a restarted driver
             query = _run(spark, run, writer)
         assert query.exception() is None

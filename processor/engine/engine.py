@@ -185,6 +185,13 @@ class FeatureEngine:
         self._pending = state
         return result
 
+    def start_commit(self) -> None:
+        """Begin persisting the processed batch's state, in the background while the batch's
+        sinks run (processor/engine/state.py: `StateStore.start_save`). Optional: `commit`
+        persists it either way."""
+        assert self._pending is not None, "start_commit() without process()"
+        self.store.start_save(self._pending, self._log)
+
     def commit(self) -> int:
         """Persist the processed batch's state; it becomes the state for the next batch."""
         state = self._pending
