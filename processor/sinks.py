@@ -163,9 +163,9 @@ class LakeWriter:
     Alerts are written before the lake: they are idempotent (keyed by transaction id), so if the
     lake commit then fails, the replay rewrites the same items; the other way round, an outage of
     the alert table would leave ALERT rows in the lake with no alert behind them. The engine's
-    state (its changelog) is written by a forked child while the scores, alerts and tables are,
-    and the batch ends only once it has landed: a replay of the batch reads the state the
-    batch before left, never this one's (processor/engine/state.py).
+    state (its changelog) is saved last; a big batch's is written by a forked child while the
+    scores, alerts and tables are, and the batch ends only once it has landed. A replay of the
+    batch reads the state the batch before left, never this one's (processor/engine/state.py).
     """
 
     lake_path: str

@@ -10,7 +10,8 @@ deterministic, so the log costs what the batch read, not what its entities hold:
 A full `engine_state/<N>.snapshot` is also left every SNAPSHOT_EVERY batches, or sooner once
 the changelogs since the last one hold SNAPSHOT_EVENTS events: that bounds what a restart
 replays. A forked child writes it while the next batches run (a 1-2 s pickle would otherwise
-stall the batch that takes it); the batch's changelog is written all the same. A driver that
+stall the batch that takes it); the batch's changelog is written all the same, by a forked
+child too when the batch is big, while the batch's sinks run (ADR 0024). A driver that
 starts (or a batch that finds its memory out of step) loads the newest snapshot at or before
 N-1 and replays the changelogs after it, up to N-1: what batch N-1 left, never what an earlier
 attempt of batch N wrote.
