@@ -61,7 +61,7 @@ SNAPSHOT_TIMEOUT_S = 600.0
 # Files kept behind the newest snapshot, as Spark keeps its own logs.
 RETAINED_BATCHES = 100
 # A changelog of at least this many entity events is written by a forked child while the
-# batch's sinks run (ADR 0024): the fork costs the driver ~13 ms, a changelog ~12 µs an event.
+# batch's sinks run (ADR 0024): the fork costs the driver ~13 ms, a changelog 3-8 µs an event.
 BACKGROUND_CHANGELOG_EVENTS = 10_000
 # How long a batch waits for the child writing its changelog before it kills it and writes the
 # changelog itself (a 40k-event batch's, ~80k entity events, takes ~0.5 s).
