@@ -364,7 +364,9 @@ class StateStore:
             self._stop_changelog_child()
             return None
         pid, _, read_end = child
-        ready, _, _ = select.select([read_end], [], [], CHANGELOG_TIMEOUT_S)
+        waiting = select.poll()  # not select(): a driver's descriptors can pass FD_SETSIZE
+        waiting.register(read_end, select.POLLIN)
+        ready = waiting.poll(CHANGELOG_TIMEOUT_S * 1000)
         report = os.read(read_end, 64) if ready else b""
         self._stop_changelog_child()
         if not report:
