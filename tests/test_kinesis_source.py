@@ -309,37 +309,81 @@ def thread_naming_parser(argument: str | None) -> ThreadNamingParser:
     return ThreadNamingParser()
 
 
-@pytest.mark.integration
-def test_a_read_ahead_hands_its_records_off_parsed(settings: Settings) -> None:
-    """With a `recordParser`, a backlogged shard's read ahead parses its records on its own
-    thread and hands them off parsed; a range the probe read is parsed by its task. Every
-    batch holds the same records as a reader without a parser."""
+class FailingInBackgroundParser(ThreadNamingParser):
+    """Fails on the reader's background thread only, as a parse could on a bad day."""
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if threading.current_thread().name.startswith("prefetch"):
+            raise RuntimeError("out of memory")
+        return super().__call__(batch)
+
+
+def failing_in_background_parser(argument: str | None) -> FailingInBackgroundParser:
+    return FailingInBackgroundParser()
+
+
+def two_shards_of(settings: Settings, records: int) -> None:
     client = make_client("kinesis", settings.aws)
     ensure_stream(client, settings.kinesis.stream_name, 2)
-    put(client, settings.kinesis.stream_name, items(300))
-    plain = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="70")))
-    expected = [[(r["data"], r["sequenceNumber"]) for r in rows] for _, rows in batches(plain, 4)]
-    parser = {
-        "recordParser": f"{__name__}:thread_naming_parser",
-        "recordParserArgument": "the argument",
-    }
+    put(client, settings.kinesis.stream_name, items(records))
+
+
+def parsed_batches(settings: Settings, parser: str, **extra: str) -> list[list[dict[str, Any]]]:
+    """The stream's first four batches, 70 records per shard and batch, through `parser`."""
+    named = {"recordParser": f"{__name__}:{parser}", "recordParserArgument": "the argument"}
     reader = KinesisStreamReader(
-        parse_options(options(settings, maxRecordsPerShard="70", **parser))
+        parse_options(options(settings, maxRecordsPerShard="70", **named, **extra))
     )
-    start, parsed_on = reader.initialOffset(), []
-    for records in expected:
+    start, out = reader.initialOffset(), []
+    for _ in range(4):
         end = reader.latestOffset(start, ReadAllAvailable())
-        rows = [
-            row
-            for partition in reader.partitions(start, end)
-            for batch in reader.read(partition)
-            for row in pa.Table.from_batches([batch]).to_pylist()
-        ]
-        assert [(r["data"], r["sequenceNumber"]) for r in rows] == records
-        parsed_on.append({r["parsedOn"].split("_")[0] for r in rows})
+        out.append(
+            [
+                row
+                for partition in reader.partitions(start, end)
+                for batch in reader.read(partition)
+                for row in pa.Table.from_batches([batch]).to_pylist()
+            ]
+        )
         start = end
-    # The first batch was probed (its task parses); the next two were read ahead.
-    assert parsed_on == [{"MainThread"}, {"prefetch"}, {"prefetch"}, set()]
+    return out
+
+
+def plain_batches(settings: Settings) -> list[list[tuple[bytes, str]]]:
+    """What `parsed_batches` must hold: the same batches from a reader without a parser."""
+    plain = KinesisStreamReader(parse_options(options(settings, maxRecordsPerShard="70")))
+    return [[(r["data"], r["sequenceNumber"]) for r in rows] for _, rows in batches(plain, 4)]
+
+
+def _threads(batch: list[dict[str, Any]]) -> set[str]:
+    return {row["parsedOn"].split("_")[0] for row in batch}
+
+
+@pytest.mark.integration
+def test_the_source_hands_its_records_off_parsed(settings: Settings) -> None:
+    """With a `recordParser`, a backlogged shard's read ahead parses its records on its
+    background thread and hands them off parsed; a probed range is parsed on that thread too,
+    while the probe reads on. Every batch holds the same records as a reader without a parser."""
+    two_shards_of(settings, 300)
+    got = parsed_batches(settings, "thread_naming_parser")
+    assert [[(r["data"], r["sequenceNumber"]) for r in b] for b in got] == plain_batches(settings)
+    # The first batch was probed, the next two read ahead; the last is empty.
+    assert [_threads(b) for b in got] == [{"prefetch"}, {"prefetch"}, {"prefetch"}, set()]
+
+
+@pytest.mark.integration
+def test_without_prefetch_or_when_the_background_parse_fails_the_task_parses(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    two_shards_of(settings, 300)
+    expected = plain_batches(settings)
+    unfetched = parsed_batches(settings, "thread_naming_parser", prefetch="false")
+    assert [[(r["data"], r["sequenceNumber"]) for r in b] for b in unfetched] == expected
+    assert [_threads(b) for b in unfetched] == [{"MainThread"}] * 3 + [set()]
+    failing = parsed_batches(settings, "failing_in_background_parser")
+    assert [[(r["data"], r["sequenceNumber"]) for r in b] for b in failing] == expected
+    assert [_threads(b) for b in failing] == [{"MainThread"}] * 3 + [set()]
+    assert "parse of shard" in caplog.text and "out of memory" in caplog.text
 
 
 @pytest.mark.integration

@@ -21,7 +21,8 @@ where the read did, with the same budget, and reads itself otherwise. Offsets ar
 before, so a batch holds the same records with or without it.
 
 With a `recordParser` (ADR 0023) the source yields parsed rows: a read ahead parses its records
-on that background thread and hands them off parsed; any other range is parsed by its task.
+on that background thread and hands them off parsed; so does a probe, on the same thread while
+it reads the next shard (ADR 0025). A range planned after a restart is parsed by its task.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class ParsedRecords(NamedTuple):
     batches: tuple[pa.RecordBatch, ...]
 
 
-# A range's records as the driver hands them off: raw, or (read ahead) parsed instead.
-HandOff = tuple[list[Record] | None, ParsedRecords | None]
+# A range's records as the driver hands them off: raw, or parsed instead (read ahead), or raw
+# with their parse still running in the background (probed).
+HandOff = tuple[list[Record] | None, ParsedRecords | Future[ParsedRecords] | None]
 
 
 @dataclass
@@ -235,7 +237,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if records:
                 end = records[-1][2]
                 if self.options.read_mode == "handoff":
-                    handed = (None, parsed) if parsed is not None else (records, None)
+                    handed: HandOff = (None, parsed)
+                    if parsed is None:
+                        handed = (records, self._parse_in_background(shard_id, records))
                     self._handoff[(shard_id, state["after"], end)] = handed
                 state["after"] = end
             state["closed"] = closed
@@ -253,15 +257,17 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._start_prefetches(backlogged)
         return {"position": position, "shards": shards_state}
 
+    def _background(self) -> ThreadPoolExecutor:
+        """The driver's one background thread: parses of probed records, then reads ahead."""
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        return self._prefetcher
+
     def _start_prefetches(self, backlogged: list[ProbeArgs]) -> None:
         """Read the next batch of each backlogged shard in the background (one thread: the
         reads go one after another, as the probe's own do)."""
-        if not backlogged:
-            return
-        if self._prefetcher is None:
-            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         for args in backlogged:
-            future = self._prefetcher.submit(self._read_ahead, args)
+            future = self._background().submit(self._read_ahead, args)
             self._prefetches[args.shard_id] = (args, future)
 
     def _read_ahead(self, args: ProbeArgs) -> Probe:
@@ -271,8 +277,22 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         parser = self._record_parser()
         if parser is None or not probe.records:
             return probe
-        batches = tuple(parser(batch) for batch in self._to_arrow(args.shard_id, probe.records))
-        return probe._replace(parsed=ParsedRecords(len(probe.records), batches))
+        return probe._replace(parsed=self._parse(parser, args.shard_id, probe.records))
+
+    def _parse(self, parser: RecordParser, shard_id: str, records: list[Record]) -> ParsedRecords:
+        batches = tuple(parser(batch) for batch in self._to_arrow(shard_id, records))
+        return ParsedRecords(len(records), batches)
+
+    def _parse_in_background(
+        self, shard_id: str, records: list[Record]
+    ) -> Future[ParsedRecords] | None:
+        """A probed range's parse, started on the background thread while the probe reads the
+        next shard (its GetRecords waits leave the process idle); `partitions` takes it. None
+        without a parser or with `prefetch` off: the range's task parses it."""
+        parser = self._record_parser()
+        if parser is None or not self.options.prefetch:
+            return None
+        return self._background().submit(self._parse, parser, shard_id, records)
 
     def _record_parser(self) -> RecordParser | None:
         if self._parser is None and self.options.record_parser is not None:
@@ -361,11 +381,27 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             after = start_shards.get(shard_id, {}).get("after")
             if state["after"] is None or state["after"] == after:
                 continue
-            records, parsed = self._handoff.pop((shard_id, after, state["after"]), (None, None))
+            records, handed = self._handoff.pop((shard_id, after, state["after"]), (None, None))
+            if isinstance(handed, Future):  # a probed range: its parse, or its raw records
+                parsed = self._parsed(shard_id, handed)
+                records = None if parsed is not None else records
+            else:
+                parsed = handed
             ranges.append(
                 ShardRange(shard_id, after, end["position"], state["after"], records, parsed)
             )
         return group_ranges(ranges, self.options.min_records_per_partition)
+
+    @staticmethod
+    def _parsed(shard_id: str, parse: Future[ParsedRecords]) -> ParsedRecords | None:
+        """A background parse's records; None if it failed: the range's task then parses the
+        raw records itself (and meets the error, if it lasts)."""
+        try:
+            return parse.result()
+        except Exception as exc:  # noqa: BLE001 - the task parses again and reports it
+            logger.warning("parse of shard %s's probed records failed, handing them off raw: %s",
+                           shard_id, exc)  # fmt: skip
+            return None
 
     def commit(self, end: dict[str, Any]) -> None:
         # Handed-off records of committed batches are no longer needed for a retry.
