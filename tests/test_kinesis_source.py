@@ -334,19 +334,7 @@ def parsed_batches(settings: Settings, parser: str, **extra: str) -> list[list[d
     reader = KinesisStreamReader(
         parse_options(options(settings, maxRecordsPerShard="70", **named, **extra))
     )
-    start, out = reader.initialOffset(), []
-    for _ in range(4):
-        end = reader.latestOffset(start, ReadAllAvailable())
-        out.append(
-            [
-                row
-                for partition in reader.partitions(start, end)
-                for batch in reader.read(partition)
-                for row in pa.Table.from_batches([batch]).to_pylist()
-            ]
-        )
-        start = end
-    return out
+    return [rows for _, rows in batches(reader, 4)]
 
 
 def plain_batches(settings: Settings) -> list[list[tuple[bytes, str]]]:

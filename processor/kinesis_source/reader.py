@@ -179,7 +179,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._target_ms: int | None = None  # AvailableNow: ignore records arriving later
         # shard -> the read of its next batch, started when this batch's offsets were decided
         self._prefetches: dict[str, tuple[ProbeArgs, Future[Probe]]] = {}
-        self._prefetcher: ThreadPoolExecutor | None = None  # made on the driver, when needed
+        self._background_thread: ThreadPoolExecutor | None = None  # made on the driver, when needed
         self._parser: RecordParser | None = None  # built from the options on first use
 
     # ------------------------------------------------------------------ driver
@@ -259,9 +259,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def _background(self) -> ThreadPoolExecutor:
         """The driver's one background thread: parses of probed records, then reads ahead."""
-        if self._prefetcher is None:
-            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        return self._prefetcher
+        if self._background_thread is None:
+            self._background_thread = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        return self._background_thread
 
     def _start_prefetches(self, backlogged: list[ProbeArgs]) -> None:
         """Read the next batch of each backlogged shard in the background (one thread: the
@@ -315,8 +315,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return done
 
     def stop(self) -> None:
-        if self._prefetcher is not None:
-            self._prefetcher.shutdown(wait=False, cancel_futures=True)
+        if self._background_thread is not None:
+            self._background_thread.shutdown(wait=False, cancel_futures=True)
 
     def _probe(
         self,
