@@ -29,7 +29,7 @@ import pandas as pd
 
 from config.lake import commit_options_for, delta_uri
 from ml_model.features import FEATURE_NAMES
-from processor.arrow_rows import rows_of
+from processor.arrow_rows import CollectedBatch
 from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
 from processor.engine.ordering import backlogged_shards, batch_source_offset
@@ -107,17 +107,28 @@ class BatchCounts:
     psi: dict[str, float] = field(default_factory=dict)
 
 
-def score_rows(score: FrameScorer, rows: list[dict[str, Any]]) -> None:
+def feature_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The rows' features as one float matrix (`FEATURE_NAMES` order, None -> NaN), each row's
+    read by one `itemgetter` call: what they are scored from and their lake columns."""
+    features = np.array([_FEATURES_OF(row) for row in rows], dtype=float)
+    return features.reshape(len(rows), len(FEATURE_NAMES))
+
+
+def score_rows(
+    score: FrameScorer, rows: list[dict[str, Any]], features: np.ndarray | None = None
+) -> None:
     """Add the score columns to transaction rows, with one vectorised call.
 
     The challenger's columns are null unless the scorer shadows one (processor/scoring.py);
-    the decision is always the champion's. The frame is built from one float matrix (None ->
-    NaN), each row's features read by one `itemgetter` call, and the scores go back column by
-    column, one `dict.update` per row: per-row pandas access cost more than the model itself,
-    and a Python loop per feature or score more than the rest (docs/benchmarks.md).
+    the decision is always the champion's. The frame is built from the rows' `feature_matrix`
+    (pass it if it is already built), and the scores go back column by column, one
+    `dict.update` per row: per-row pandas access cost more than the model itself, and a Python
+    loop per feature or score more than the rest (docs/benchmarks.md).
     """
-    features = np.array([_FEATURES_OF(row) for row in rows], dtype=float)
-    frame = pd.DataFrame(features.reshape(len(rows), len(FEATURE_NAMES)), columns=FEATURE_NAMES)
+    if features is None:
+        features = feature_matrix(rows)
+    # A copy: the lake's feature columns are read from `features`, whatever the scorer does.
+    frame = pd.DataFrame(features, columns=FEATURE_NAMES, copy=True)
     frame.insert(0, "transaction_id", [row["transaction_id"] for row in rows])
     scored = score(frame)
     values = np.asarray(scored["fraud_score"], dtype=float).tolist()
@@ -195,22 +206,24 @@ class LakeWriter:
         spark = batch.sparkSession
         if self.query_id is None:
             self.query_id = checkpoint_query_id(spark, self.checkpoint_location)
-        rows = rows_of(batch.toArrow())
+        collected = CollectedBatch(batch.toArrow())
+        rows = collected.rows
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
         result = self.engine.process(rows, batch_id, backlogged)
         self.engine.start_commit()  # the state's changelog is written while the sinks run
         clock.lap("engine")
         transactions = result.transactions
+        features = feature_matrix(transactions)
         schema = TRANSACTION_TABLE
         if self.score is not None and transactions:
-            score_rows(self.score, transactions)
+            score_rows(self.score, transactions, features)
             schema = SCORED_TRANSACTION_TABLE
         clock.lap("score")
         tables: dict[str, pa.Table] = {
-            "transactions": event_table(transactions, schema),
-            "auth_events": event_table(result.auth_events, EVENT_TABLE),
-            "labels": event_table(result.labels, EVENT_TABLE),
+            "transactions": event_table(transactions, schema, collected, features),
+            "auth_events": event_table(result.auth_events, EVENT_TABLE, collected),
+            "labels": event_table(result.labels, EVENT_TABLE, collected),
             "dead_letters": dead_letter_table(result.dead_letters),
         }
         clock.lap("tables")
