@@ -164,6 +164,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+def _not_a_retried_py4j_send(record: logging.LogRecord) -> bool:
+    """False for py4j's note that it re-sent a command on a fresh connection.
+
+    py4j logs that recovery at INFO with a full traceback on the *root* logger (so the "py4j"
+    logger's level does not reach it). The streaming job's driver met it about once per
+    micro-batch, on py4j's finalizer thread finding its connection reset: a dozen lines of
+    traceback a batch for a send that then succeeded. A send that fails for good is logged at
+    ERROR and still shown.
+    """
+    return not (
+        record.levelno < logging.WARNING
+        and record.name == "root"
+        and f"{os.sep}py4j{os.sep}" in record.pathname
+    )
+
+
 def configure_logging(
     level: str | int = "INFO", fmt: str = "text", stream: Any = None
 ) -> logging.Handler:
@@ -173,6 +189,7 @@ def configure_logging(
         raise ValueError(f"log format must be one of {LOG_FORMATS}, got {fmt!r}")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(_not_a_retried_py4j_send)
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     _json_logging = fmt == "json"

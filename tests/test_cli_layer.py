@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+from py4j import protocol as proto
+from py4j.java_gateway import GatewayClient
+from py4j.protocol import Py4JNetworkError
 
 import config.cli as cli
 from config.cli import configure_logging, probe_endpoint, run_cli
@@ -308,6 +311,50 @@ def test_text_logging_and_level() -> None:
     logging.getLogger("fraud.test").warning("shown")
     assert stream.getvalue().strip().endswith("WARNING fraud.test: shown")
     assert "hidden" not in stream.getvalue()
+
+
+class _ResettingConnection:
+    """A py4j connection whose first `failing` sends meet a reset peer (a dropped connection)."""
+
+    failing = 0
+    sends = 0
+
+    def send_command(self, command: str) -> str:
+        _ResettingConnection.sends += 1
+        if _ResettingConnection.sends <= _ResettingConnection.failing:
+            raise Py4JNetworkError(
+                "Error while sending", ConnectionResetError(104, "reset"), proto.ERROR_ON_SEND
+            )
+        return proto.SUCCESS + proto.VOID_TYPE
+
+    def close(self, reset: bool = False) -> None:
+        pass
+
+
+def _gateway_client(failing: int) -> GatewayClient:
+    client = GatewayClient()
+    client._get_connection = _ResettingConnection  # type: ignore[method-assign]
+    client._give_back_connection = lambda connection: None  # type: ignore[method-assign]
+    _ResettingConnection.failing, _ResettingConnection.sends = failing, 0
+    return client
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_py4j_retried_sends_stay_out_of_the_log_and_its_failures_do_not() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream=stream)
+    garbage_collect = proto.MEMORY_COMMAND_NAME + proto.MEMORY_DEL_SUBCOMMAND_NAME + "o1\ne\n"
+    # py4j's own retry: the reset send is logged at INFO on the root logger, then re-sent.
+    done = proto.SUCCESS + proto.VOID_TYPE
+    assert _gateway_client(failing=1).send_command(garbage_collect) == done
+    assert _ResettingConnection.sends == 2
+    assert stream.getvalue() == ""
+    logging.getLogger("fraud.test").info("ours")
+    assert stream.getvalue().strip().endswith("INFO fraud.test: ours")
+    # When the re-send fails too, py4j logs an error: it stays, with its traceback.
+    assert _gateway_client(failing=2).send_command(garbage_collect) == proto.ERROR
+    assert "ERROR root: Exception while sending command." in stream.getvalue()
+    assert "Py4JNetworkError: Error while sending" in stream.getvalue()
 
 
 # -- help: every flag documented, defaults shown --------------------------------------------
