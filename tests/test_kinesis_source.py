@@ -66,6 +66,7 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
         ({"streamName": "s", "readMode": "twice"}, "option 'readMode'"),
         ({"streamName": "s", "minRecordsPerPartition": "0"}, "option 'minRecordsPerPartition'"),
         ({"streamName": "s", "prefetch": "yes"}, "option 'prefetch' must be true or false"),
+        ({"streamName": "s", "firstBatchRecordsPerShard": "0"}, "'firstBatchRecordsPerShard'"),
         ({"streamName": "s", "awsAccessKeyId": "x"}, "'awsSecretKey'"),
         ({"streamName": "s", "startingSequenceNumbers": "[1]"}, "'startingSequenceNumbers'"),
         ({"streamName": "s", "startingSequenceNumbers": '{"a": 1}'}, "'startingSequenceNumbers'"),
@@ -283,6 +284,54 @@ def test_a_backlogged_shard_is_read_while_the_batch_runs(settings: Settings) -> 
     assert not any(shard["caughtUp"] is False for shard in third[0]["shards"].values())
     assert prefetching._prefetches == {}  # nothing left behind: no read ahead
     assert drain(prefetching, third[0], ReadAllAvailable()) == plain_batches[3]
+
+
+def _per_shard(rows: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(row["shardId"] for row in rows)
+
+
+@pytest.mark.integration
+def test_the_first_batch_is_small_while_the_next_is_read_ahead(settings: Settings) -> None:
+    """A reader's first batch takes `firstBatchRecordsPerShard` of each shard; the next batch
+    of each is read ahead with the full budget and taken by the next probe, which reads
+    nothing itself. A restarted reader starts small again; without `prefetch` it does not."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 2)
+    put(client, settings.kinesis.stream_name, items(300))
+    small_first = {"maxRecordsPerShard": "70", "firstBatchRecordsPerShard": "20"}
+    reader = KinesisStreamReader(parse_options(options(settings, **small_first)))
+    calls = count_calls(reader)
+    first_end, first = drain(reader, reader.initialOffset(), ReadAllAvailable())
+    assert sorted(_per_shard(first).values()) == [20, 20]
+    assert {args.budget for args, _ in reader._prefetches.values()} == {70}
+    for _, future in reader._prefetches.values():
+        future.result()
+    calls.clear()
+    second_end, second = drain(reader, first_end, ReadAllAvailable())
+    assert sorted(_per_shard(second).values()) == [70, 70]
+    assert not [call for (thread, call) in calls if call == "GetRecords"
+                and not thread.startswith("prefetch")]  # fmt: skip
+    rest: list[dict[str, Any]] = []
+    end = second_end
+    while True:
+        end, rows = drain(reader, end, ReadAllAvailable())
+        if not rows:
+            break
+        assert max(_per_shard(rows).values()) <= 70
+        rest.extend(rows)
+    assert sorted(r["data"] for r in first + second + rest) == sorted(d for _, d in items(300))
+
+    # A restarted driver's reader (batches already committed up to `first_end`) starts small.
+    restarted = KinesisStreamReader(parse_options(options(settings, **small_first)))
+    _, again = drain(restarted, first_end, ReadAllAvailable())
+    for shard in _per_shard(second):
+        of_shard = [row for row in second if row["shardId"] == shard]
+        assert [row for row in again if row["shardId"] == shard] == of_shard[:20]
+    unfetched = KinesisStreamReader(
+        parse_options(options(settings, prefetch="false", **small_first))
+    )
+    _, whole = drain(unfetched, unfetched.initialOffset(), ReadAllAvailable())
+    assert sorted(_per_shard(whole).values()) == [70, 70]
 
 
 class ThreadNamingParser:

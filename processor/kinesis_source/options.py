@@ -18,6 +18,10 @@ MAX_GET_RECORDS_LIMIT: Final = 10_000
 # Handed-off records a Spark partition should carry before another is planned: every task pays
 # ~70 ms of Python worker round trips whatever its size (docs/benchmarks.md).
 MIN_RECORDS_PER_PARTITION: Final = 5_000
+# A reader's first batch pays the start's one-off costs (Spark's read planner, a cold JVM: ~7 s
+# on the 2-core machine) whatever its size; with a small one, each shard's next batch is read
+# ahead while they are paid and the first results come sooner (ADR 0027).
+FIRST_BATCH_RECORDS_PER_SHARD: Final = 2_500
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class SourceOptions:
     min_records_per_partition: int = MIN_RECORDS_PER_PARTITION
     # Read a backlogged shard's next batch while this one runs (handoff mode only; ADR 0020).
     prefetch: bool = True
+    # With `prefetch`, the cap of each shard's share of the reader's first batch (ADR 0027).
+    first_batch_records_per_shard: int = FIRST_BATCH_RECORDS_PER_SHARD
     # Shard -> the last sequence number already processed: those shards start right after it
     # (a fresh checkpoint resuming where the lake ends); other shards start at the position.
     starting_sequence_numbers: tuple[tuple[str, str], ...] = ()
@@ -156,6 +162,10 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         )
         or MIN_RECORDS_PER_PARTITION,
         prefetch=_bool(options, "prefetch", True),
+        first_batch_records_per_shard=_int(
+            options, "firstBatchRecordsPerShard", FIRST_BATCH_RECORDS_PER_SHARD, 1, 1_000_000
+        )
+        or FIRST_BATCH_RECORDS_PER_SHARD,
         starting_sequence_numbers=_sequence_numbers(_get(options, "startingSequenceNumbers")),
         record_parser=parser or None,
         record_parser_argument=parser_argument,

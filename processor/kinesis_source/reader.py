@@ -18,7 +18,9 @@ no records attached and its executor re-reads exactly `(after, end]`.
 While a batch runs, the driver already reads the next one of every shard that still has a
 backlog (`prefetch`, ADR 0020): the next `latestOffset` takes that read when it starts exactly
 where the read did, with the same budget, and reads itself otherwise. Offsets are decided as
-before, so a batch holds the same records with or without it.
+before, so a batch holds the same records with or without it. A reader's first batch takes at
+most `firstBatchRecordsPerShard` of each shard, so that the next one is read ahead while the
+first pays the start's one-off costs (ADR 0027).
 
 With a `recordParser` (ADR 0023) the source yields parsed rows: a read ahead parses its records
 on that background thread and hands them off parsed; so does a probe, on the same thread while
@@ -181,6 +183,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._prefetches: dict[str, tuple[ProbeArgs, Future[Probe]]] = {}
         self._background_thread: ThreadPoolExecutor | None = None  # made on the driver, when needed
         self._parser: RecordParser | None = None  # built from the options on first use
+        self._decided_a_batch = False  # whether latestOffset has run in this process
 
     # ------------------------------------------------------------------ driver
     def _kinesis(self) -> Any:
@@ -217,6 +220,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         total = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         fetched = 0
         backlogged: list[ProbeArgs] = []
+        reads_ahead = self.options.prefetch and self.options.read_mode == "handoff"
+        first_batch, self._decided_a_batch = not self._decided_a_batch, True
         for index, shard_id in enumerate(ready):
             budget = self.options.max_records_per_shard
             if total is not None:
@@ -224,6 +229,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 budget = min(budget, share)
             if budget <= 0:
                 continue
+            # The next batch, read ahead, gets the full budget: the next probe asks for it.
+            full_budget = budget
+            if first_batch and reads_ahead:
+                budget = min(budget, self.options.first_batch_records_per_shard)
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
             args = ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
             read_ahead = prefetched.get(shard_id)
@@ -249,11 +258,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if reader.next_iterator is not None and reader.last_sequence == state["after"]:
                 self._iterators[shard_id] = (state["after"], reader.next_iterator)
             if records and not closed and not caught_up:
-                backlogged.append(args._replace(after=state["after"]))
+                backlogged.append(args._replace(after=state["after"], budget=full_budget))
         # Reads ahead no probe took (another start or budget, a shard not visited) still count.
         fetched += sum(probe.reader.fetched for _, probe in prefetched.values())
         log_fetched(self.options, "driver", fetched)
-        if self.options.prefetch and self.options.read_mode == "handoff":
+        if reads_ahead:
             self._start_prefetches(backlogged)
         return {"position": position, "shards": shards_state}
 
