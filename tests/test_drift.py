@@ -312,3 +312,25 @@ def test_no_drift_section_without_psi(card: ModelCard) -> None:
     run = RunData(run_id="no-drift", progress=progress_with([{}, {}]))
     found = figures_of(render_html(ReportData("run", "no drift", card, None, run)))
     assert DRIFT_ID not in found and set(found) == set(RUN_IDS)
+
+
+def _batch(batch_id: int, psi: dict[str, float]) -> BatchProgress:
+    return BatchProgress(batch_id, 1_000, 500, 2_000.0, "2026-12-01T00:00:00.000+00:00", psi=psi)
+
+
+def test_the_demo_summary_names_the_drift_and_why_a_cold_job_shows_it() -> None:
+    from scripts.demo_summary import drift_lines
+
+    cold = {"card_tx_count_7d": 7.9, "tx_amount": 0.01, "card_seconds_since_prev": 3.2}
+    progress = [_batch(0, {}), _batch(1, {**cold, "fraud_score": 0.72}), _batch(2, {})]
+    lines = drift_lines(progress)
+    assert lines[0] == (
+        "  drift: 2 of 3 features above PSI 0.2 against the training reference after the last "
+        "batch, fraud_score 0.72 (most: card_tx_count_7d, card_seconds_since_prev)"
+    )
+    assert "--bootstrap-from" in lines[-1] and len(lines) == 4
+    calm = drift_lines([_batch(0, {"tx_amount": 0.01, "card_tx_count_7d": 0.05})])
+    assert calm == [
+        "  drift: 0 of 2 features above PSI 0.2 against the training reference after the last batch"
+    ]
+    assert drift_lines([_batch(0, {})]) == []  # the window never filled: nothing measured
