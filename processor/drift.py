@@ -16,7 +16,7 @@ and starts empty on every start of the job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ml_model.drift import PSI_ALERT, SCORE, Bins, psi
+from ml_model.features.definitions import DAY, LABEL_DELAY, TERMINAL_RISK_WINDOWS
 
 if TYPE_CHECKING:
     from ml_model.artifacts import ModelCard
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WINDOW = 5_000
+# The longest event time a feature reads back: terminal risk's 30 days behind the label delay.
+LONGEST_LOOKBACK_MS = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values())
 # PSI of a sample of n rows against its own population is about (bins - 1) / n: 0.01 at 1,000.
 MIN_ROWS = 1_000
 
@@ -51,6 +54,7 @@ class DriftMonitor(Collector):
         window: int = WINDOW,
         min_rows: int = MIN_ROWS,
         threshold: float = PSI_ALERT,
+        history_ms: Callable[[], int | None] | None = None,
     ) -> None:
         self.version = card.version
         self.references = {
@@ -62,6 +66,7 @@ class DriftMonitor(Collector):
             self.columns.append(SCORE)
         self.window, self.min_rows, self.threshold = window, max(min_rows, 1), threshold
         self._counts = counts
+        self._history_ms = history_ms  # the feature state's reach (FeatureEngine.history_ms)
         self._rows = np.full((window, len(self.columns)), np.nan)
         self._next = 0  # the ring buffer's next slot
         self._filled = 0
@@ -119,17 +124,29 @@ class DriftMonitor(Collector):
         crossed = sorted(above - self._above, key=lambda name: -values[name])
         if crossed:
             logger.warning(
-                "drift: PSI above %.2g over the last %d transactions (batch %d, model %s): %s",
+                "drift: PSI above %.2g over the last %d transactions (batch %d, model %s): %s%s",
                 self.threshold,
                 self._filled,
                 batch_id,
                 self.version,
                 ", ".join(f"{name} {values[name]:.3f}" for name in crossed),
+                self._cold_state_note(),
             )
         back = sorted(self._above - above)
         if back:
             logger.info("drift: PSI back under %.2g for %s", self.threshold, ", ".join(back))
         self._above = above
+
+    def _cold_state_note(self) -> str:
+        """Why a job started without history drifts: its windows are not full yet."""
+        reach = self._history_ms() if self._history_ms is not None else None
+        if reach is None or reach >= LONGEST_LOOKBACK_MS:
+            return ""
+        return (
+            f" (the feature state reaches back {reach / DAY:.1f} days of event time, the longest"
+            f" windows {LONGEST_LOOKBACK_MS // DAY}: expected until it fills;"
+            " `--bootstrap-from` starts a job warm)"
+        )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The metric names, without values: registering never waits for a batch."""

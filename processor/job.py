@@ -153,7 +153,9 @@ def scoring_writer(spark: SparkSession, settings: Settings) -> LakeWriter:
     """The job's sink: refuses to build (ModelError) when the model does not fit the features."""
     writer = lake_writer(settings, frame_scorer(settings), AlertWriter(settings))
     # After the alerts: measuring drift is diagnostics and never holds an alert back.
-    writer.transaction_sinks.append(DriftMonitor(load_card(settings), writer.stats))
+    writer.transaction_sinks.append(
+        DriftMonitor(load_card(settings), writer.stats, history_ms=writer.engine.history_ms)
+    )
     return writer
 
 

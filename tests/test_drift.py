@@ -176,6 +176,21 @@ def test_the_window_is_bounded_and_a_replayed_batch_is_not_counted_twice(
     assert monitor.psi["tx_amount"] == round(psi(reference, newest), 4)
 
 
+@pytest.mark.parametrize(("reach_days", "noted"), [(4.5, True), (40.0, False), (None, False)])
+def test_a_cold_state_is_named_in_the_warning(
+    card: ModelCard, caplog: pytest.LogCaptureFixture, reach_days: float | None, noted: bool
+) -> None:
+    rng = np.random.default_rng(5)
+    reach = None if reach_days is None else int(reach_days * 86_400_000)
+    monitor = DriftMonitor(card, history_ms=lambda: reach)
+    caplog.set_level(logging.WARNING, logger="processor.drift")
+    feed(monitor, [sample(rng, 1_000, amount_factor=3.0) for _ in range(2)])
+    (warning,) = [r.getMessage() for r in caplog.records if "PSI above" in r.getMessage()]
+    note = "the feature state reaches back 4.5 days of event time, the longest windows 37"
+    assert (note in warning) is noted
+    assert ("--bootstrap-from" in warning) is noted
+
+
 def test_the_warning_fires_once_per_crossing(
     card: ModelCard, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -285,6 +300,7 @@ def test_the_job_measures_drift_after_the_alerts(settings: Settings, trained_mod
     assert kinds == [AlertWriter, DriftMonitor]
     drift = cast(DriftMonitor, writer.transaction_sinks[1])
     assert drift._counts is writer.stats
+    assert drift._history_ms == writer.engine.history_ms  # its cold-state note reads the engine
     assert drift.columns == [*FEATURE_NAMES, SCORE]
 
 

@@ -147,6 +147,21 @@ def test_same_batch_copies_are_decided_in_stream_order(tmp_path: Path) -> None:
     assert [r["dead_letter_reason"] for r in result.dead_letters] == ["duplicate_conflict"]
 
 
+def test_history_reaches_back_as_far_as_the_state_holds(tmp_path: Path) -> None:
+    """A state started cold reaches back to its first event's hour; past the tiles' retention
+    it keeps reaching back more than the longest window (the drift monitor's cold-start note)."""
+    eng = engine(tmp_path)
+    assert eng.history_ms() is None
+    day = 24 * 60
+    run(eng, [tx(1, 30), tx(2, 3 * day + 30, terminal="term-2")], 0)
+    assert eng.history_ms() == 3 * 24 * HOUR + 30 * MIN  # from the first event's hour
+    run(eng, [tx(n, n * day, seq=n) for n in range(4, 80)], 1)
+    # term-2 was evicted and term-1's tiles pruned to their retention, which covers more than
+    # the longest window (37 days): 44 days, not the 79 the state has seen.
+    assert sorted(eng.state.terminals) == ["term-1"]  # type: ignore[union-attr]
+    assert eng.history_ms() == 44 * 24 * HOUR
+
+
 def test_late_events_are_scored_and_flagged(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     run(eng, [tx(i, 60 * 48 + i, shard="s0") for i in range(1, 4)], 0)

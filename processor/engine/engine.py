@@ -33,6 +33,7 @@ from ml_model.features.definitions import (
     CARD,
     CARD_RETENTION,
     DAY,
+    HOUR,
     TERMINAL,
     TERMINAL_RETENTION,
 )
@@ -199,6 +200,19 @@ class FeatureEngine:
         written = self.store.save(state, self._log)
         self.state = state
         return written
+
+    def history_ms(self) -> int | None:
+        """How far back in event time the feature state reaches: from the oldest hour a
+        terminal's tiles hold to the newest event. The tiles keep more than the longest window
+        (ADR 0017), so a warm state covers every window; one started cold (no
+        `--bootstrap-from`) covers only the event time since its start. None without state."""
+        state = self._pending if self._pending is not None else self.state
+        if state is None:
+            return None
+        spans = [(t["hours"][0], t["max"]) for t in state.terminals.values() if t["hours"]]
+        if not spans:
+            return None
+        return max(newest for _, newest in spans) - min(hour for hour, _ in spans) * HOUR
 
     # ------------------------------------------------------------------ pieces
     def _features(self, state: EngineState, valid: list[Row], release: int | None) -> list[Row]:
