@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ml_model.drift import PSI_ALERT, SCORE, Bins, psi
-from ml_model.features.definitions import DAY, LABEL_DELAY, TERMINAL_RISK_WINDOWS
+from ml_model.features.definitions import DAY, LONGEST_LOOKBACK
 
 if TYPE_CHECKING:
     from ml_model.artifacts import ModelCard
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WINDOW = 5_000
-# The longest event time a feature reads back: terminal risk's 30 days behind the label delay.
-LONGEST_LOOKBACK_MS = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values())
 # PSI of a sample of n rows against its own population is about (bins - 1) / n: 0.01 at 1,000.
 MIN_ROWS = 1_000
 
@@ -140,11 +138,11 @@ class DriftMonitor(Collector):
     def _cold_state_note(self) -> str:
         """Why a job started without history drifts: its windows are not full yet."""
         reach = self._history_ms() if self._history_ms is not None else None
-        if reach is None or reach >= LONGEST_LOOKBACK_MS:
+        if reach is None or reach >= LONGEST_LOOKBACK:
             return ""
         return (
             f" (the feature state reaches back {reach / DAY:.1f} days of event time, the longest"
-            f" windows {LONGEST_LOOKBACK_MS // DAY}: expected until it fills;"
+            f" windows {LONGEST_LOOKBACK // DAY}: expected until it fills;"
             " `--bootstrap-from` starts a job warm)"
         )
 

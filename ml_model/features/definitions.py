@@ -30,8 +30,11 @@ RETENTION_SLACK: Final = DAY
 # How far behind an entity's newest event a late event may be and still get exactly the
 # features it would have had on time: the state keeps this much more than its windows need.
 LATE_EVENT_SLACK: Final = 7 * DAY
+# The longest event time any feature reads back: terminal risk's widest window behind the
+# label delay (37 days).
+LONGEST_LOOKBACK: Final = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values())
 CARD_RETENTION: Final = CARD_MEAN_WINDOW + RETENTION_SLACK
-TERMINAL_RETENTION: Final = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + RETENTION_SLACK
+TERMINAL_RETENTION: Final = LONGEST_LOOKBACK + RETENTION_SLACK
 # Fastest plausible travel (an airliner); the time gap is floored so that two swipes a few
 # seconds apart in the same city do not look like impossible travel.
 MIN_TRAVEL_GAP: Final = MINUTE

@@ -22,6 +22,7 @@ from ml_model.features.definitions import (
     HOUR,
     LABEL_DELAY,
     LATE_EVENT_SLACK,
+    LONGEST_LOOKBACK,
     TERMINAL_RETENTION,
     TERMINAL_RISK_WINDOWS,
     TERMINAL_WINDOWS,
@@ -60,7 +61,7 @@ def _time(entry: TerminalTx) -> int:
 # The exact transactions kept: the longest traffic window, plus the slack a late event may have.
 RECENT_RETENTION = max(TERMINAL_WINDOWS.values()) + LATE_EVENT_SLACK
 # Hour tiles kept: the longest risk window, the hour its end is rounded down to, the same slack.
-TILE_RETENTION = LABEL_DELAY + max(TERMINAL_RISK_WINDOWS.values()) + HOUR + LATE_EVENT_SLACK
+TILE_RETENTION = LONGEST_LOOKBACK + HOUR + LATE_EVENT_SLACK
 
 
 def empty_terminal_state() -> TerminalState:
