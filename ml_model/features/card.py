@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ml_model.features.definitions import (
@@ -60,12 +61,10 @@ class FailedLogin(NamedTuple):
     auth_id: str
 
 
-def _order(entry: CardTx | FailedLogin) -> tuple[int, str]:
-    return entry[0], entry[1]  # (time, id): the sort order of both lists
-
-
-def _time(entry: CardTx | FailedLogin) -> int:
-    return entry[0]
+# Key functions of both lists: (time, id), their sort order, and time. bisect calls its key on
+# every probe, so they are C-level getters rather than Python functions.
+_order = itemgetter(0, 1)
+_time = itemgetter(0)
 
 
 _NAN = math.nan
@@ -223,18 +222,21 @@ def _add_to_tile(state: CardState, hour: int, micro: int) -> None:
 
 
 def _prune(state: CardState) -> None:
+    # Each list is sorted, so its first entries say whether anything is due: most events prune
+    # nothing, and they pay a comparison instead of a binary search.
     newest = state["max"]
     # Keep one transaction before the recent ones: the previous of any event after the cut.
-    cut = bisect_left(state["tx"], newest - RECENT_RETENTION, key=_time) - 1
-    if cut > 0:
-        del state["tx"][:cut]
-    cut = bisect_left(state["hours"], (newest - TILE_RETENTION) // HOUR)
-    if cut:
-        for tiles in (state["hours"], state["counts"], state["sums"]):
+    txs, oldest_tx = state["tx"], newest - RECENT_RETENTION
+    if len(txs) > 1 and txs[1].time_ms < oldest_tx:
+        del txs[: bisect_left(txs, oldest_tx, key=_time) - 1]
+    hours, oldest_hour = state["hours"], (newest - TILE_RETENTION) // HOUR
+    if hours and hours[0] < oldest_hour:
+        cut = bisect_left(hours, oldest_hour)
+        for tiles in (hours, state["counts"], state["sums"]):
             del tiles[:cut]
-    cut = bisect_left(state["fail"], newest - FAILED_LOGIN_WINDOW - LATE_EVENT_SLACK, key=_time)
-    if cut:
-        del state["fail"][:cut]
+    fails, oldest_fail = state["fail"], newest - FAILED_LOGIN_WINDOW - LATE_EVENT_SLACK
+    if fails and fails[0].time_ms < oldest_fail:
+        del fails[: bisect_left(fails, oldest_fail, key=_time)]
 
 
 def with_tiles(state: CardState) -> CardState:

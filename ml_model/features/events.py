@@ -100,6 +100,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_ID_COLUMN = {TRANSACTION: "transaction_id", AUTH: "auth_id", CHARGEBACK: "chargeback_id"}
+
+
 def from_row(row: dict[str, Any]) -> FeatureEvent:
     """A FeatureEvent from a parsed event row (processor/parse.py's column names)."""
     get = row.get
@@ -107,7 +110,7 @@ def from_row(row: dict[str, Any]) -> FeatureEvent:
     time_ms = _ms(_clean(get("event_time")))
     if kind not in _KIND_ORDER or time_ms is None:
         raise ValueError(f"not a feature event: event_type={kind!r} event_time={time_ms!r}")
-    event_id = {TRANSACTION: "transaction_id", AUTH: "auth_id", CHARGEBACK: "chargeback_id"}[kind]
+    event_id = _ID_COLUMN[kind]
     amount = _clean(get("amount"))
     lat, lon = _clean(get("latitude")), _clean(get("longitude"))
     success, confirmed = _clean(get("success")), _clean(get("confirmed_fraud"))

@@ -16,6 +16,7 @@ The risk windows are whole hours, so a terminal keeps one small integer per busy
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ml_model.features.definitions import (
@@ -50,12 +51,10 @@ class Disputed(NamedTuple):
     chargebacks: list[Chargeback]
 
 
-def _order(entry: TerminalTx) -> tuple[int, str]:
-    return entry[0], entry[1]
-
-
-def _time(entry: TerminalTx) -> int:
-    return entry[0]
+# Key functions of the recent list: (time, id), its sort order, and time (C-level getters:
+# bisect calls its key on every probe).
+_order = itemgetter(0, 1)
+_time = itemgetter(0)
 
 
 # The exact transactions kept: the longest traffic window, plus the slack a late event may have.
@@ -80,6 +79,9 @@ def _confirmed_by(chargebacks: list[Chargeback], t: int) -> bool:
 
     A chargeback sorts before a transaction of the same millisecond, so arrival <= t counts.
     """
+    if len(chargebacks) == 1:  # the usual case, on every transaction's path: no list, no max
+        only = chargebacks[0]
+        return only.arrival_ms <= t and only.confirmed
     arrived = [c for c in chargebacks if c.arrival_ms <= t]
     if not arrived:
         return False
@@ -111,7 +113,7 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     for name in TERMINAL_WINDOWS:
         features[_COUNT_FEATURES[name]] = float(pos - starts[name])
     for name in TERMINAL_WINDOWS:
-        cards = {txs[i].card for i in range(starts[name], pos)}
+        cards = {entry.card for entry in txs[starts[name] : pos]}
         features[_CARDS_FEATURES[name]] = float(len(cards))
     windows = risk_window_hours(t)
     oldest = min(first for first, _ in windows.values()) * HOUR
@@ -153,13 +155,14 @@ def _count_in_tile(state: TerminalState, hour: int) -> None:
 
 
 def _prune(state: TerminalState) -> None:
+    # The lists are sorted: their first entries say whether anything is due (usually not).
     newest = state["max"]
-    cut = bisect_left(state["tx"], newest - RECENT_RETENTION, key=_time)
-    if cut:
-        del state["tx"][:cut]
+    txs, oldest_tx = state["tx"], newest - RECENT_RETENTION
+    if txs and txs[0].time_ms < oldest_tx:
+        del txs[: bisect_left(txs, oldest_tx, key=_time)]
     first_hour = (newest - TILE_RETENTION) // HOUR
-    cut = bisect_left(state["hours"], first_hour)
-    if cut:
+    if state["hours"] and state["hours"][0] < first_hour:
+        cut = bisect_left(state["hours"], first_hour)
         del state["hours"][:cut]
         del state["counts"][:cut]
         horizon = first_hour * HOUR
