@@ -23,6 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from config.aws import make_client
 from config.exceptions import DeliveryError
+from producer.contract import to_epoch_ms
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,12 +37,6 @@ _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
 
-def _millis(moment: datetime) -> int:
-    if moment.tzinfo is None:  # Spark hands back naive local times
-        moment = moment.astimezone(UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
@@ -50,7 +45,7 @@ def alert_item(
     row: Mapping[str, Any], detected_ms: int, ttl_days: int, batch_id: int
 ) -> dict[str, Any]:
     """The DynamoDB item of one alert (plain Python values; serialised later)."""
-    event_ms = _millis(row["event_time"])
+    event_ms = to_epoch_ms(row["event_time"])
     arrival = row["approximateArrivalTimestamp"]
     item: dict[str, Any] = {
         "transaction_id": row["transaction_id"],
@@ -76,7 +71,7 @@ def alert_item(
         "expires_at": detected_ms // 1000 + ttl_days * 86_400,
     }
     if arrival is not None:
-        item["arrival_to_alert_ms"] = detected_ms - _millis(arrival)
+        item["arrival_to_alert_ms"] = detected_ms - to_epoch_ms(arrival)
     return {key: value for key, value in item.items() if value is not None}
 
 
@@ -142,10 +137,13 @@ class AlertWriter:
             self.write_batch(chunk)
         written_ms = int(time.time() * 1000)
         self.stats.written += len(items)
-        self.stats.latencies_ms.extend(written_ms - _millis(row["event_time"]) for row in rows)
+        self.stats.latencies_ms.extend(written_ms - to_epoch_ms(row["event_time"]) for row in rows)
         if self.on_written is not None:
             self.on_written(
-                [(written_ms - _millis(row["approximateArrivalTimestamp"])) / 1000 for row in rows]
+                [
+                    (written_ms - to_epoch_ms(row["approximateArrivalTimestamp"])) / 1000
+                    for row in rows
+                ]
             )
         logger.info("batch %d: %d alerts written", batch_id, len(items))
 

@@ -45,6 +45,7 @@ from processor.lake_tables import (
     dead_letter_table,
     event_table,
 )
+from producer.contract import to_epoch_ms
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -233,7 +234,7 @@ class LakeWriter:
         clock.lap("alerts")
         alerted_ms = int(time.time() * 1000)
         written = (*transactions, *result.auth_events, *result.labels)  # transactions first
-        arrivals = [int(row["approximateArrivalTimestamp"].timestamp() * 1000) for row in written]
+        arrivals = [to_epoch_ms(row["approximateArrivalTimestamp"]) for row in written]
         self.stats.arrival_to_alerts_ms = [alerted_ms - ms for ms in arrivals[: len(transactions)]]
         self._done("alerts", batch_id)
         self._write_tables(tables, batch_id)

@@ -220,6 +220,20 @@ def format_event_time(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    """Whole milliseconds since the epoch, rounded down: the one conversion the stream and
+    training use, so an event time with microseconds gets the same millisecond everywhere.
+    Integer arithmetic (`timestamp() * 1000` passes through a float). A naive datetime is local
+    time, as `datetime.timestamp` reads it."""
+    if moment.tzinfo is None:
+        moment = moment.astimezone(UTC)
+    return (moment - _EPOCH) // _ONE_MS
+
+
 def format_epoch_ms(epoch_ms: int) -> str:
     """`format_event_time` for an epoch in milliseconds (the generator's clock)."""
     seconds, millis = divmod(int(epoch_ms), 1000)

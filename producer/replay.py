@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from config.exceptions import ConfigError
-from producer.contract import PARTITION_KEY_FIELD, parse_event_time
+from producer.contract import PARTITION_KEY_FIELD, parse_event_time, to_epoch_ms
 from producer.records import OutgoingRecord
 
 
@@ -63,7 +63,7 @@ def _describe(data: bytes) -> tuple[str, str | None, str | None, bool, int]:
     label = event.get("label")
     is_fraud = bool(label.get("is_fraud")) if isinstance(label, dict) else False
     try:
-        time_ms = int(parse_event_time(str(event.get("event_time"))).timestamp() * 1000)
+        time_ms = to_epoch_ms(parse_event_time(str(event.get("event_time"))))
     except ValueError:
         time_ms = 0
     return key, event_type, event_id, is_fraud, time_ms

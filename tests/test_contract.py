@@ -149,7 +149,22 @@ def test_event_time_formats_round_trip() -> None:
     text = c.format_event_time(moment)
     assert text == "2026-03-04T05:06:07.890Z"
     assert c.parse_event_time(text) == moment
-    assert c.format_epoch_ms(int(moment.timestamp() * 1000)) == text
+    assert c.format_epoch_ms(c.to_epoch_ms(moment)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch_ms"),
+    [
+        ("2026-01-01T00:00:00.123Z", 1_767_225_600_123),
+        # Microseconds round down, also where rounding to nearest would give the next second.
+        ("2026-01-01T00:00:00.999600Z", 1_767_225_600_999),
+        ("2026-01-01T01:00:00.000999+01:00", 1_767_225_600_000),
+        # Before 1970 too: int(timestamp() * 1000) truncates toward zero and says 0.
+        ("1969-12-31T23:59:59.999500Z", -1),
+    ],
+)
+def test_epoch_ms_is_the_millisecond_that_holds_the_moment(text: str, epoch_ms: int) -> None:
+    assert c.to_epoch_ms(c.parse_event_time(text)) == epoch_ms
 
 
 def test_card_number_is_the_sensitive_field_and_labels_are_feature_forbidden() -> None:

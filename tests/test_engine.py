@@ -30,8 +30,8 @@ from processor.engine.watermark import (
     advance,
     bounded_times,
     combined,
-    epoch_ms,
 )
+from producer.contract import to_epoch_ms
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -547,7 +547,7 @@ def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Pa
     card = eng.state.cards["card-a"]
     assert [entry.tx_id for entry in card["tx"]] == ["tx-000001", "tx-000002"]
     assert eng.state.terminals["term-1"]["tx"][0].card == "card-a"
-    assert eng.state.seen["transaction:tx-000001"].event_ms == epoch_ms(T0) + MIN
+    assert eng.state.seen["transaction:tx-000001"].event_ms == to_epoch_ms(T0) + MIN
     eng.store.wait_for_snapshot()  # or it could land over the file below
     # A file of the positional format (no marker) is refused with the way out, not misread.
     files = CheckpointFiles(str(tmp_path))

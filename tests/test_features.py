@@ -455,3 +455,20 @@ def test_the_parsed_rows_carry_every_column_the_features_read() -> None:
         row = _Recording(event_type=kind, event_time=T0, **extra)
         from_row(row)
         assert row.read <= set(FEATURE_INPUTS), row.read - set(FEATURE_INPUTS)
+
+
+def test_an_event_time_with_microseconds_is_one_millisecond_for_stream_and_training() -> None:
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from producer.contract import to_epoch_ms
+
+    # 999.6 ms: rounding to nearest would put the event in the next second, and before a
+    # transaction the other path puts at 999 ms.
+    moment = datetime(2026, 1, 1, 0, 0, 0, 999_600, tzinfo=UTC)
+    row = {"event_type": "transaction", "transaction_id": "t1", "card_token": "c"}
+    stream = from_row({**row, "event_time": moment})  # the stream's rows hold datetimes
+    training = from_row({**row, "event_time": pd.Timestamp(moment)})  # history frames, Timestamps
+    assert stream.time_ms == training.time_ms == to_epoch_ms(moment)
+    assert stream.time_ms % 1000 == 999

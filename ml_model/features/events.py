@@ -8,7 +8,10 @@ had arrived by the time of the transaction being scored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from producer.contract import to_epoch_ms
 
 TRANSACTION = "transaction"
 AUTH = "auth"
@@ -74,7 +77,8 @@ def event_key(kind: str, time_ms: int, event_id: str) -> EventKey:
 
 
 def _ms(value: Any) -> int | None:
-    """Epoch ms from a datetime / pandas Timestamp / int; None for a missing value."""
+    """Epoch ms (rounded down, as `to_epoch_ms`) from a datetime / pandas Timestamp / int;
+    None for a missing value."""
     if value is None:
         return None
     if isinstance(value, int):
@@ -83,8 +87,8 @@ def _ms(value: Any) -> int | None:
         if value != value:  # NaT
             return None
         return int(value.value // 1_000_000)
-    if hasattr(value, "timestamp"):
-        return round(value.timestamp() * 1000)
+    if isinstance(value, datetime):
+        return to_epoch_ms(value)
     return int(value)
 
 

@@ -40,7 +40,8 @@ from ml_model.features.definitions import (
 from ml_model.features.events import FeatureEvent
 from processor.engine.ordering import release_mark
 from processor.engine.state import BatchLog, EngineState, HeldEvent, SeenId, StateStore
-from processor.engine.watermark import advance, combined, epoch_ms
+from processor.engine.watermark import advance, combined
+from producer.contract import to_epoch_ms
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class FeatureEngine:
                 result.dead_letters.append(row)
                 continue
             key = row["dedupe_key"]
-            moment = epoch_ms(row["event_time"])
+            moment = to_epoch_ms(row["event_time"])
             first = state.seen.get(key)
             if first is not None:
                 if first.payload_digest == row["payload_digest"]:
@@ -161,8 +162,8 @@ class FeatureEngine:
             (
                 (
                     row["shardId"],
-                    epoch_ms(row["approximateArrivalTimestamp"]),
-                    epoch_ms(row["event_time"]),
+                    to_epoch_ms(row["approximateArrivalTimestamp"]),
+                    to_epoch_ms(row["event_time"]),
                 )
                 for row in valid
             ),

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 WATERMARK_MAX_SKEW_MS = 5 * 60 * 1000
 _UNITS_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
@@ -36,10 +35,6 @@ class ShardMark:
 
     max_event_ms: int
     last_arrival_ms: int
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def bounded_times(arrivals_ms: list[int], times_ms: list[int]) -> list[int]:

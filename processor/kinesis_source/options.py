@@ -11,6 +11,7 @@ from typing import Final
 
 from config.exceptions import SourceOptionError
 from processor.kinesis_source.record_parser import load_parser
+from producer.contract import to_epoch_ms
 
 STARTING_POSITIONS: Final = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 READ_MODES: Final = ("handoff", "reread")
@@ -97,7 +98,7 @@ def _timestamp_ms(name: str, raw: str) -> int:
         ) from exc
     if moment.tzinfo is None:
         raise SourceOptionError(f"option '{name}' needs a time-zone offset, got {raw!r}")
-    return int(moment.timestamp() * 1000)
+    return to_epoch_ms(moment)
 
 
 def _sequence_numbers(raw: str | None) -> tuple[tuple[str, str], ...]:
