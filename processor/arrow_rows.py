@@ -9,12 +9,13 @@ tzinfo object differs.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from producer.contract import EPOCH
+
 _UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 _UTC_NAMES = frozenset({"UTC", "utc", "Etc/UTC", "+00:00", "Z"})
 

@@ -29,9 +29,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from processor.arrow_rows import EPOCH, columns_of
+from processor.arrow_rows import columns_of
 from processor.card_tokens import card_token, load_key, mask_pans, mask_pans_in_text
 from producer.contract import (
+    EPOCH,
     ID_FIELD,
     REASON_UNPARSEABLE,
     Invalid,

@@ -220,7 +220,7 @@ def format_event_time(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -231,7 +231,7 @@ def to_epoch_ms(moment: datetime) -> int:
     time, as `datetime.timestamp` reads it."""
     if moment.tzinfo is None:
         moment = moment.astimezone(UTC)
-    return (moment - _EPOCH) // _ONE_MS
+    return (moment - EPOCH) // _ONE_MS
 
 
 def format_epoch_ms(epoch_ms: int) -> str:

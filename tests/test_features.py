@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import math
 import random
+from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from ml_model.features import (
@@ -32,6 +34,7 @@ from ml_model.features.definitions import (
 )
 from ml_model.features.events import FEATURE_INPUTS
 from ml_model.features.terminal import TerminalTx, with_tiles
+from producer.contract import to_epoch_ms
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
 
@@ -458,12 +461,6 @@ def test_the_parsed_rows_carry_every_column_the_features_read() -> None:
 
 
 def test_an_event_time_with_microseconds_is_one_millisecond_for_stream_and_training() -> None:
-    from datetime import UTC, datetime
-
-    import pandas as pd
-
-    from producer.contract import to_epoch_ms
-
     # 999.6 ms: rounding to nearest would put the event in the next second, and before a
     # transaction the other path puts at 999 ms.
     moment = datetime(2026, 1, 1, 0, 0, 0, 999_600, tzinfo=UTC)

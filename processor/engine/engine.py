@@ -137,6 +137,7 @@ class FeatureEngine:
             state.shards, self.settings.watermark_delay_ms, self.settings.idle_shard_timeout_ms
         )
         valid: list[Row] = []
+        marks: list[tuple[str, int, int]] = []  # (shard, arrival ms, event ms) of the valid rows
         for row in sorted(rows, key=_stream_order):
             if row["dead_letter_reason"] is not None:
                 result.dead_letters.append(row)
@@ -157,17 +158,8 @@ class FeatureEngine:
             row["lateness_ms"] = lateness if row["late"] else None
             result.late += int(row["late"])
             valid.append(row)
-        state.shards = advance(
-            state.shards,
-            (
-                (
-                    row["shardId"],
-                    to_epoch_ms(row["approximateArrivalTimestamp"]),
-                    to_epoch_ms(row["event_time"]),
-                )
-                for row in valid
-            ),
-        )
+            marks.append((row["shardId"], to_epoch_ms(row["approximateArrivalTimestamp"]), moment))
+        state.shards = advance(state.shards, marks)
         release = release_mark(state.shards, backlogged, watermark)
         transactions = self._features(state, valid, release)
         result.transactions = transactions
