@@ -107,7 +107,9 @@ ARROW_TYPE_OF: dict[type[Any], pa.DataType] = {
     BooleanType: pa.bool_(),
     BinaryType: pa.binary(),
 }
-_ARROW_SCHEMA = pa.schema([(f.name, ARROW_TYPE_OF[type(f.dataType)]) for f in PARSED_SCHEMA.fields])
+PARSED_ARROW_SCHEMA = pa.schema(
+    [(f.name, ARROW_TYPE_OF[type(f.dataType)]) for f in PARSED_SCHEMA.fields]
+)
 _COPIED = [
     name
     for name, _ in EVENT_FIELDS
@@ -133,7 +135,7 @@ def _dead_letter(row: dict[str, Any], reason: str, field: str | None, detail: st
     row["dedupe_key"] = f"dead:{row['shardId']}:{row['sequenceNumber']}:{row['subSequenceNumber']}"
 
 
-_NO_VALUES: dict[str, Any] = dict.fromkeys(_ARROW_SCHEMA.names)
+_NO_VALUES: dict[str, Any] = dict.fromkeys(PARSED_ARROW_SCHEMA.names)
 
 
 def _empty_row(source: dict[str, list[Any]], index: int) -> dict[str, Any]:
@@ -198,19 +200,19 @@ def parse_record(source: dict[str, list[Any]], index: int, key: bytes) -> dict[s
     return row
 
 
-_IN_SCHEMA_ORDER = operator.itemgetter(*_ARROW_SCHEMA.names)
+_IN_SCHEMA_ORDER = operator.itemgetter(*PARSED_ARROW_SCHEMA.names)
 
 
 def _parse_one(batch: pa.RecordBatch, key: bytes) -> pa.RecordBatch:
     source = columns_of(batch)
     rows = [_IN_SCHEMA_ORDER(parse_record(source, index, key)) for index in range(batch.num_rows)]
     # One transpose in C instead of an append per field and record.
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in _ARROW_SCHEMA.names]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in PARSED_ARROW_SCHEMA.names]
     arrays = [
         pa.array(column, type=field.type)
-        for column, field in zip(columns, _ARROW_SCHEMA, strict=True)
+        for column, field in zip(columns, PARSED_ARROW_SCHEMA, strict=True)
     ]
-    return pa.RecordBatch.from_arrays(arrays, schema=_ARROW_SCHEMA)
+    return pa.RecordBatch.from_arrays(arrays, schema=PARSED_ARROW_SCHEMA)
 
 
 class ContractParser:

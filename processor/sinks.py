@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from config.lake import commit_options_for, delta_uri
-from ml_model.features import FEATURE_NAMES
+from ml_model.features import FEATURE_NAMES, from_arrow
 from processor.arrow_rows import CollectedBatch
 from processor.batch_progress import record_batch
 from processor.engine import FeatureEngine
@@ -211,7 +211,7 @@ class LakeWriter:
         rows = collected.rows
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
-        result = self.engine.process(rows, batch_id, backlogged)
+        result = self.engine.process(rows, batch_id, backlogged, from_arrow(collected.table))
         self.engine.start_commit()  # the state's changelog is written while the sinks run
         clock.lap("engine")
         transactions = result.transactions

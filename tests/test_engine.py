@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from config.exceptions import StateFormatError
-from ml_model.features import compute_features, from_row
+from ml_model.features import compute_features, from_arrow, from_row
 from ml_model.features.definitions import CARD, TERMINAL
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
@@ -31,6 +32,7 @@ from processor.engine.watermark import (
     bounded_times,
     combined,
 )
+from processor.parse import PARSED_ARROW_SCHEMA
 from producer.contract import to_epoch_ms
 
 MIN = 60_000
@@ -647,6 +649,24 @@ def _every_kind_of_record(eng: FeatureEngine) -> None:
     behind = [tx(20, 30, shard="slow", terminal="t-9", seq=20)]
     eng.process([dict(r) for r in ahead + behind], 1, {"slow"})
     eng.commit()
+
+
+def test_events_from_the_batchs_columns_decide_as_its_rows_do(tmp_path: Path) -> None:
+    """The sink hands the engine `from_arrow` of the collected batch; a None in it, and every
+    event when none are given, is built from its row: the decisions are the same."""
+    first = {**tx(1, 1.0), "device_id": "dev-a"}
+    rows = [first, _auth(2, 2.0), tx(3, 3.0, card="card-b", seq=3), _chargeback(4, 4.0, first)]
+    rows += [{**tx(5, 5.0), "dead_letter_reason": "schema", "event_time": None}, tx(6, 6.0)]
+    rows.reverse()  # against the stream order, which the engine sorts them into
+    events = from_arrow(pa.Table.from_pylist(rows, schema=PARSED_ARROW_SCHEMA))
+    assert events[1] is None and events[3] is not None
+    events[3] = None
+    given = engine(tmp_path / "given").process([dict(r) for r in rows], 0, (), events)
+    built = engine(tmp_path / "built").process([dict(r) for r in rows], 0)
+    assert len(given.transactions) == 3 and len(given.dead_letters) == 1
+    assert given.transactions[-1]["card_failed_logins_1h"] == 1.0
+    for name in ("transactions", "auth_events", "labels", "dead_letters"):
+        assert repr(getattr(given, name)) == repr(getattr(built, name)), name
 
 
 def test_state_files_hold_records_as_plain_tuples(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from processor.card_tokens import card_token, mask_pans, mask_pans_in_text
-from processor.parse import _ARROW_SCHEMA, _parse_one, parse_record
+from processor.parse import PARSED_ARROW_SCHEMA, _parse_one, parse_record
 from producer.contract import REASONS, encode_event, luhn_check_digit
 
 KEY = b"k" * 32
@@ -191,7 +191,7 @@ def test_ten_thousand_hostile_payloads_never_raise() -> None:
         assert row["dead_letter_reason"] is not None or row["card_token"] is not None
         for kept in (row["raw_payload_masked"] or b"", (row["dead_letter_detail"] or "").encode()):
             assert PAN.encode() not in kept
-    assert _ARROW_SCHEMA.names == list(parsed[0])
+    assert PARSED_ARROW_SCHEMA.names == list(parsed[0])
 
 
 def pan_forms(pan: str) -> dict[str, bytes]:

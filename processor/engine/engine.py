@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,7 +73,8 @@ class BatchResult:
     held: int = 0  # terminal events still waiting for the release mark after this batch
 
 
-def _stream_order(row: Row) -> tuple[str, int, str, int]:
+def _stream_order(pair: tuple[Row, Any]) -> tuple[str, int, str, int]:
+    row = pair[0]
     sequence = row["sequenceNumber"] or ""
     return (row["shardId"] or "", len(sequence), sequence, row["subSequenceNumber"] or 0)
 
@@ -122,12 +123,18 @@ class FeatureEngine:
 
     # ------------------------------------------------------------------ one batch
     def process(
-        self, rows: list[Row], batch_id: int, backlogged: Collection[str] = ()
+        self,
+        rows: list[Row],
+        batch_id: int,
+        backlogged: Collection[str] = (),
+        events: Sequence[FeatureEvent | None] | None = None,
     ) -> BatchResult:
         """Decide batch `batch_id`. Call `commit` after its sinks succeeded.
 
         `backlogged`: the shards this batch did not read to their tip (its source offset);
-        terminal events after the slowest of them wait for a later batch.
+        terminal events after the slowest of them wait for a later batch. `events`: each row's
+        `from_row`, if already built (`from_arrow` over the collected batch); a None is built
+        from its row.
         """
         state = self._state_before(batch_id)
         self.state = None  # out of step until commit: a failure forces a reload
@@ -136,14 +143,17 @@ class FeatureEngine:
         watermark = combined(
             state.shards, self.settings.watermark_delay_ms, self.settings.idle_shard_timeout_ms
         )
-        valid: list[Row] = []
+        valid: list[tuple[Row, FeatureEvent]] = []
         marks: list[tuple[str, int, int]] = []  # (shard, arrival ms, event ms) of the valid rows
-        for row in sorted(rows, key=_stream_order):
+        built = events if events is not None else [None] * len(rows)
+        for row, event in sorted(zip(rows, built, strict=True), key=_stream_order):
             if row["dead_letter_reason"] is not None:
                 result.dead_letters.append(row)
                 continue
+            if event is None:
+                event = from_row(row)
             key = row["dedupe_key"]
-            moment = to_epoch_ms(row["event_time"])
+            moment = event.time_ms
             first = state.seen.get(key)
             if first is not None:
                 if first.payload_digest == row["payload_digest"]:
@@ -157,14 +167,14 @@ class FeatureEngine:
             row["late"] = lateness is not None and lateness >= 0
             row["lateness_ms"] = lateness if row["late"] else None
             result.late += int(row["late"])
-            valid.append(row)
+            valid.append((row, event))
             marks.append((row["shardId"], to_epoch_ms(row["approximateArrivalTimestamp"]), moment))
         state.shards = advance(state.shards, marks)
         release = release_mark(state.shards, backlogged, watermark)
         transactions = self._features(state, valid, release)
         result.transactions = transactions
         result.held = len(state.held)
-        for row in valid:
+        for row, _ in valid:
             kind = row["event_type"]
             if kind == "auth":
                 result.auth_events.append(row)
@@ -208,7 +218,9 @@ class FeatureEngine:
         return max(newest for _, newest in spans) - min(hour for hour, _ in spans) * HOUR
 
     # ------------------------------------------------------------------ pieces
-    def _features(self, state: EngineState, valid: list[Row], release: int | None) -> list[Row]:
+    def _features(
+        self, state: EngineState, valid: list[tuple[Row, FeatureEvent]], release: int | None
+    ) -> list[Row]:
         """Card features now; terminal events held until `release`; the transactions whose
         features are complete, in event-key order (held ones of earlier batches included)."""
 
@@ -226,8 +238,7 @@ class FeatureEngine:
             by_terminal[event.terminal].append(event)
             if row is not None:
                 complete.append((event, row))
-        for row in valid:
-            event = from_row(row)
+        for row, event in valid:
             kinds = ENTITIES_OF[row["event_type"]]
             is_tx = row["event_type"] == "transaction"
             if CARD in kinds and event.card is not None:
@@ -244,7 +255,9 @@ class FeatureEngine:
                 complete.append((event, row))  # no terminal: nothing to wait for
         # Features go straight into each transaction's row (a held one keeps its card
         # features there until its terminal's are known).
-        transactions = {row["event_id"]: row for row in valid if row["event_type"] == "transaction"}
+        transactions = {
+            row["event_id"]: row for row, _ in valid if row["event_type"] == "transaction"
+        }
         self._update(state, CARD, by_card, transactions)
         self._update(state, TERMINAL, by_terminal, {event.event_id: row for event, row in complete})
         complete.sort(key=lambda pair: pair[0].key)

@@ -1,0 +1,137 @@
+"""FeatureEvents built from Arrow columns (`from_arrow`) equal those built row by row."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import astuple, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from ml_model.features import FeatureEvent, from_arrow, from_row
+from processor.parse import PARSED_ARROW_SCHEMA, PARSED_SCHEMA
+
+AT = datetime(2026, 1, 1, 12, 0, 0, 999_600, tzinfo=UTC)  # 999.6 ms: rounded down to 999
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    return {name: values.get(name) for name in PARSED_SCHEMA.fieldNames()} | values
+
+
+ROWS = [
+    _row(event_type="transaction", event_id="t1", transaction_id="t1", event_time=AT,
+         card_token="c1", terminal_id="p1", amount=12.5, merchant_id="m1",
+         merchant_country="FR", latitude=48.85, longitude=2.35, channel="ecom", device_id="d1"),
+    # before 1970: rounded down too (-0.5 ms is -1)
+    _row(event_type="transaction", event_id="t2", transaction_id="t2",
+         event_time=datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC), card_token="c1",
+         amount=float("nan"), latitude=None, longitude=float("nan"), channel="pos"),
+    _row(event_type="auth", event_id="a1", auth_id="a1", event_time=AT, card_token="c1",
+         success=False, device_id="d2"),
+    _row(event_type="auth", event_id="a2", auth_id="a2", event_time=AT, card_token="c2"),
+    _row(event_type="chargeback", event_id="b1", chargeback_id="b1", transaction_id="t1",
+         terminal_id="p1", event_time=AT, transaction_time=datetime(2025, 12, 1, tzinfo=UTC),
+         confirmed_fraud=False),
+    _row(event_type="chargeback", event_id="b2", chargeback_id="b2", transaction_id="t2",
+         event_time=AT, confirmed_fraud=True),
+    # not feature events: from_row refuses them, from_arrow gives None
+    _row(event_type="refund", event_id="r1", event_time=AT),
+    _row(event_type="transaction", event_id="t3", transaction_id="t3", event_time=None),
+    _row(event_type=None, event_time=AT),
+]  # fmt: skip
+
+
+def _expected(rows: list[dict[str, Any]]) -> list[FeatureEvent | None]:
+    out: list[FeatureEvent | None] = []
+    for row in rows:
+        try:
+            out.append(from_row(row))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def test_the_parsed_schema_gives_the_events_from_row_gives() -> None:
+    table = pa.Table.from_pylist(ROWS, schema=PARSED_ARROW_SCHEMA)
+    events = from_arrow(table)
+    assert events == _expected(table.to_pylist())
+    assert [event is None for event in events] == [False] * 6 + [True] * 3
+    first, before_1970, failed, unknown, disputed, confirmed = events[:6]
+    assert first is not None and first.time_ms == 1_767_268_800_999
+    assert before_1970 is not None and before_1970.time_ms == -1
+    assert before_1970.amount is None and before_1970.longitude is None
+    assert failed is not None and failed.success is False
+    assert unknown is not None and unknown.success is None
+    assert disputed is not None and disputed.transaction_id == "t1"
+    assert disputed.confirmed_fraud is False and disputed.transaction_time_ms is not None
+    assert confirmed is not None and confirmed.transaction_time_ms is None
+    # a transaction's own transaction_id is its id, not a disputed one
+    assert first.transaction_id is None and first.event_id == "t1"
+
+
+def _retyped(table: pa.Table, name: str, kind: pa.DataType) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, table[name].cast(kind))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "nanoseconds in another zone",
+        "seconds",
+        "naive timestamps",
+        "large strings",
+        "integer ids",
+        "single floats",
+        "columns missing",
+        "record batch",
+    ],
+)
+def test_other_column_types_give_the_same_events_as_their_rows(
+    variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the column types (a history file, another Spark time zone), each event equals
+    the one `from_row` builds from the same row as pyarrow reads it."""
+    # Naive times are local (producer.contract.to_epoch_ms): a zone other than UTC tells them
+    # apart from UTC ones.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    table = pa.Table.from_pylist(ROWS, schema=PARSED_ARROW_SCHEMA)
+    data: pa.Table | pa.RecordBatch = table
+    if variant == "nanoseconds in another zone":
+        data = _retyped(table, "event_time", pa.timestamp("ns", tz="Europe/Paris"))
+    elif variant == "seconds":
+        data = _retyped(table, "transaction_time", pa.timestamp("s", tz="UTC"))
+    elif variant == "naive timestamps":
+        data = _retyped(table, "event_time", pa.timestamp("us"))
+    elif variant == "large strings":
+        data = _retyped(
+            _retyped(table, "card_token", pa.large_string()), "event_id", pa.large_string()
+        )
+    elif variant == "integer ids":
+        ids = pa.array([None, None, 7, 8, None, None, None, None, None], pa.int64())
+        data = table.set_column(table.schema.get_field_index("auth_id"), "auth_id", ids)
+    elif variant == "single floats":
+        data = _retyped(table, "amount", pa.float32())
+    elif variant == "columns missing":
+        data = table.drop_columns(["terminal_id", "device_id", "transaction_time", "success"])
+    else:
+        data = table.to_batches()[0]
+    try:
+        events = from_arrow(data)
+        assert events == _expected(data.to_pylist())
+        assert sum(event is not None for event in events) == 6
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_an_event_pickles_as_the_list_of_its_values() -> None:
+    """The form the frozen class wrote, which engine state files of format 3 hold."""
+    event = FeatureEvent("transaction", 5, "t1", card="c1", amount=math.pi, success=None)
+    _, _, state = event.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[:3]
+    assert state == list(astuple(event)) and len(state) == len(fields(FeatureEvent))
+    assert pickle.loads(pickle.dumps(event)) == event
