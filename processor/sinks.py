@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,9 +111,20 @@ class BatchCounts:
 
 def feature_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
     """The rows' features as one float matrix (`FEATURE_NAMES` order, None -> NaN), each row's
-    read by one `itemgetter` call: what they are scored from and their lake columns."""
-    features = np.array([_FEATURES_OF(row) for row in rows], dtype=float)
-    return features.reshape(len(rows), len(FEATURE_NAMES))
+    read by one `itemgetter` call: what they are scored from and their lake columns.
+
+    The values stream into the matrix (`np.fromiter`: half the time of `np.array` over 40,000
+    tuples, which first works out their shape); a None, which `fromiter` refuses, sends the
+    batch the slower way.
+    """
+    shape = (len(rows), len(FEATURE_NAMES))
+    try:
+        features = np.fromiter(
+            chain.from_iterable(map(_FEATURES_OF, rows)), dtype=float, count=shape[0] * shape[1]
+        )
+    except TypeError:
+        features = np.array([_FEATURES_OF(row) for row in rows], dtype=float)
+    return features.reshape(shape)
 
 
 def score_rows(

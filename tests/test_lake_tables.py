@@ -138,3 +138,15 @@ def test_the_engine_never_changes_a_parsed_column(tmp_path: Path) -> None:
     after = [{name: row[name] for name in PARSED_EVENT_COLUMNS} for row in collected.rows]
     assert after == before
     assert np.isfinite(feature_matrix(result.transactions)[:, 0]).all()
+
+
+def test_the_feature_matrix_is_the_rows_features_in_model_order_none_as_nan() -> None:
+    rows = [{name: float(i * 100 + j) for j, name in enumerate(FEATURE_NAMES)} for i in range(3)]
+    matrix = feature_matrix(rows)
+    assert matrix.shape == (3, len(FEATURE_NAMES))
+    assert matrix[2, 5] == 205.0 and matrix[0, -1] == len(FEATURE_NAMES) - 1
+    rows[1][FEATURE_NAMES[3]] = None  # type: ignore[assignment]
+    with_none = feature_matrix(rows)
+    assert math.isnan(with_none[1, 3]) and np.isnan(with_none).sum() == 1
+    assert np.array_equal(np.nan_to_num(with_none, nan=103.0), matrix)
+    assert feature_matrix([]).shape == (0, len(FEATURE_NAMES))
