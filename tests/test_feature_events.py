@@ -7,10 +7,12 @@ import pickle
 import time
 from dataclasses import astuple, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from mypy import api as mypy_api
 
 from ml_model.features import FeatureEvent, from_arrow, from_row
 from processor.parse import PARSED_ARROW_SCHEMA, PARSED_SCHEMA
@@ -135,3 +137,22 @@ def test_an_event_pickles_as_the_list_of_its_values() -> None:
     _, _, state = event.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[:3]
     assert state == list(astuple(event)) and len(state) == len(fields(FeatureEvent))
     assert pickle.loads(pickle.dumps(event)) == event
+
+
+def test_an_event_is_hashed_by_value_and_its_fields_are_read_only_to_mypy(tmp_path: Path) -> None:
+    """Built as a plain dataclass for speed, an event keeps what the frozen class promised: a
+    hash by value, and `make lint` refuses an assignment to one of its fields."""
+    event = FeatureEvent("transaction", 5, "t1", card="c1")
+    assert hash(event) == hash(FeatureEvent("transaction", 5, "t1", card="c1"))
+    assert len({event, FeatureEvent("transaction", 5, "t1", card="c1")}) == 1
+    module = tmp_path / "assigns.py"
+    module.write_text(
+        "from ml_model.features import FeatureEvent\n\n"
+        "def shift(event: FeatureEvent) -> None:\n"
+        "    event.time_ms += 1\n"
+    )
+    out, _, status = mypy_api.run(
+        [str(module), "--follow-imports=silent", "--cache-dir", str(tmp_path / "cache")]
+    )
+    assert status == 1, out
+    assert 'Property "time_ms" defined in "FeatureEvent" is read-only' in out, out
