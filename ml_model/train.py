@@ -57,7 +57,7 @@ from config.settings import Settings
 from ml_model.artifacts import ModelCard, write_artifacts
 from ml_model.drift import reference_distributions
 from ml_model.evaluation import evaluate, format_comparison
-from ml_model.features import FEATURE_NAMES, compute_features, from_row
+from ml_model.features import FEATURE_NAMES, compute_features, from_frame
 from ml_model.features.definitions import DAY as DAY_MS
 from ml_model.features.definitions import LABEL_DELAY
 from ml_model.features.registry import describe
@@ -139,8 +139,7 @@ def training_frame(history: pd.DataFrame) -> pd.DataFrame:
 
     Unlabelled transactions still feed the features of the others but get no row.
     """
-    events = [from_row(row) for row in history.to_dict("records")]
-    features = compute_features(events)
+    features = compute_features(from_frame(history))
     tx = history[history["event_type"] == "transaction"].drop_duplicates("transaction_id")
     labels = tx[
         ["transaction_id", "card_token", "event_time", "label_is_fraud", "label_fraud_scenario"]

@@ -1,4 +1,5 @@
-"""FeatureEvents built from Arrow columns (`from_arrow`) equal those built row by row."""
+"""FeatureEvents built from Arrow columns (`from_arrow`, `from_frame`) equal those built row by
+row (`from_row`)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from mypy import api as mypy_api
 
-from ml_model.features import FeatureEvent, from_arrow, from_row
+from ml_model.features import FeatureEvent, from_arrow, from_frame, from_row
+from ml_model.history import generated_history
 from processor.parse import PARSED_ARROW_SCHEMA, PARSED_SCHEMA
+from producer.generator.options import GeneratorOptions
 
 AT = datetime(2026, 1, 1, 12, 0, 0, 999_600, tzinfo=UTC)  # 999.6 ms: rounded down to 999
 
@@ -156,3 +160,26 @@ def test_an_event_is_hashed_by_value_and_its_fields_are_read_only_to_mypy(tmp_pa
     )
     assert status == 1, out
     assert 'Property "time_ms" defined in "FeatureEvent" is read-only' in out, out
+
+
+def test_a_history_frame_gives_the_events_from_row_gives() -> None:
+    """Training builds its events with `from_frame` (the stream's `from_arrow`): equal to
+    `from_row` over the frame's records, whose missing values pandas holds as NaN and NaT."""
+    history = generated_history(
+        GeneratorOptions(seed=5, num_transactions=1_500, num_customers=40, num_terminals=20,
+                         fraud_rate=0.05, chargeback_delay_days=0.5)
+    )  # fmt: skip
+    assert set(history["event_type"]) == {"transaction", "auth", "chargeback"}
+    history.loc[history.index[3], "device_id"] = float("nan")  # an object column's NaN
+    events = from_frame(history)
+    assert events == [from_row(row) for row in history.to_dict("records")]
+    assert events[3].device is None
+
+
+def test_a_history_row_that_is_no_feature_event_is_named() -> None:
+    history = pd.DataFrame(
+        {"event_type": ["transaction", "refund"], "transaction_id": ["t1", "r1"],
+         "event_time": pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T00:01Z"])}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="row 1: event_type='refund'"):
+        from_frame(history)

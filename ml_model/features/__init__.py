@@ -10,7 +10,7 @@ from ml_model.features.definitions import (
     TERMINAL,
     TERMINAL_FEATURES,
 )
-from ml_model.features.events import FeatureEvent, from_arrow, from_row
+from ml_model.features.events import FeatureEvent, from_arrow, from_frame, from_row
 from ml_model.features.registry import FEATURES, FEATURES_BY_NAME, Feature, describe
 from ml_model.features.terminal import empty_terminal_state, update_terminal
 
@@ -32,6 +32,7 @@ __all__ = [
     "empty_terminal_state",
     "entity_id",
     "from_arrow",
+    "from_frame",
     "from_row",
     "update_card",
     "update_terminal",

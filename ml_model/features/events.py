@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform
 
 import numpy as np
 import pyarrow as pa
 
 from producer.contract import to_epoch_ms
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRANSACTION = "transaction"
 AUTH = "auth"
@@ -234,6 +237,21 @@ def from_arrow(data: pa.Table | pa.RecordBatch) -> list[FeatureEvent | None]:
         FeatureEvent(*values) if values[0] in _KIND_ORDER and values[1] is not None else None
         for values in rows
     ]
+
+
+def from_frame(frame: pd.DataFrame) -> list[FeatureEvent]:
+    """Every row of a history frame as a FeatureEvent, the way the stream builds its batches'
+    (`from_arrow`; a NaN or NaT reads as missing, as in `from_row`). Raises ValueError naming
+    the first row that is not a feature event."""
+    events = from_arrow(pa.Table.from_pandas(frame, preserve_index=False))
+    refused = next((row for row, event in enumerate(events) if event is None), None)
+    if refused is not None:
+        row = frame.iloc[refused]
+        raise ValueError(
+            f"not a feature event: row {refused}: event_type={row.get('event_type')!r} "
+            f"event_time={row.get('event_time')!r}"
+        )
+    return [event for event in events if event is not None]
 
 
 # A timestamp unit -> how many of it make a millisecond (None: seconds, 1,000 ms each).
