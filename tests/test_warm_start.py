@@ -109,6 +109,21 @@ def test_bootstrapped_from_jsonl_the_next_features_equal_training(
     assert differs.mean() > 0.5, differs.mean()
 
 
+def test_bootstrapped_from_parquet_the_next_features_equal_training(
+    spark: Any, stream: tuple[list[bytes], list[bytes]], tmp_path: Path
+) -> None:
+    """A Parquet file of the lake's event columns (read through pandas, built into events as
+    the stream builds its batches') warms the state as the JSONL file does."""
+    history, new = stream
+    source = tmp_path / "history.parquet"
+    pd.DataFrame(parsed_rows(history)).to_parquet(source)
+    events = history_events(str(source), KEY)
+    assert len(events) == len(history)
+    store = StateStore(CheckpointFiles(str(tmp_path / "warm")))
+    store.save_bootstrap(bootstrap_state(events))
+    compare(spark, streamed_features(tmp_path / "warm", new), offline_features(history, new))
+
+
 @pytest.mark.integration
 def test_the_job_bootstraps_a_new_checkpoint_from_the_lake_once(
     spark: Any, stream: tuple[list[bytes], list[bytes]], settings: Any, tmp_path: Path

@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from config.exceptions import ContractError
-from ml_model.features import ENTITIES_OF, ENTITY_KINDS, FeatureEvent, entity_id, from_row
+from ml_model.features import (
+    ENTITIES_OF,
+    ENTITY_KINDS,
+    FeatureEvent,
+    entity_id,
+    from_arrow,
+    from_row,
+)
 from ml_model.features.definitions import CARD, CARD_RETENTION, TERMINAL, TERMINAL_RETENTION
 from processor.card_tokens import card_token
 from processor.engine.state import EngineState
@@ -85,7 +93,12 @@ def _contract_rows(path: Path, key: bytes) -> Iterator[dict[str, Any]]:
         logger.warning("%s: %d lines break the contract and were left out", path, rejected)
 
 
-def _lake_rows(spark: SparkSession, lake_path: str) -> Iterator[dict[str, Any]]:
+def _feature_events(data: pa.Table) -> list[FeatureEvent]:
+    """The rows of `data` that are feature events, built as the stream builds its batches'."""
+    return [event for event in from_arrow(data) if event is not None]
+
+
+def _lake_events(spark: SparkSession, lake_path: str) -> Iterator[FeatureEvent]:
     from delta.tables import DeltaTable
 
     for table in LAKE_TABLES:
@@ -93,7 +106,7 @@ def _lake_rows(spark: SparkSession, lake_path: str) -> Iterator[dict[str, Any]]:
         if not DeltaTable.isDeltaTable(spark, path):
             logger.info("bootstrap: the lake has no table %s yet", path)
             continue
-        yield from spark.read.format("delta").load(path).toArrow().to_pylist()
+        yield from _feature_events(spark.read.format("delta").load(path).toArrow())
 
 
 def history_events(
@@ -104,19 +117,21 @@ def history_events(
     if source.endswith(".jsonl"):
         if not path.is_file():
             raise ContractError(f"--bootstrap-from {source}: no such file")
-        rows: Iterable[dict[str, Any]] = _contract_rows(path, key)
+        events = [
+            from_row(row)
+            for row in _contract_rows(path, key)
+            if row.get("event_type") in ENTITIES_OF and row.get("event_time") is not None
+        ]
     elif source.endswith(".parquet"):
         if not path.exists():
             raise ContractError(f"--bootstrap-from {source}: no such file")
-        rows = pd.read_parquet(path).to_dict("records")
+        # Through pandas, as training reads history (naive times are then read as UTC).
+        frame = pd.read_parquet(path)
+        events = _feature_events(pa.Table.from_pandas(frame, preserve_index=False))
     else:
         if spark is None:
             raise ContractError(f"--bootstrap-from {source}: reading a lake needs Spark")
-        rows = _lake_rows(spark, source)
-    events = []
-    for row in rows:
-        if row.get("event_type") in ENTITIES_OF and row.get("event_time") is not None:
-            events.append(from_row(row))
+        events = list(_lake_events(spark, source))
     if not events:
         raise ContractError(f"--bootstrap-from {source}: no events found")
     return events
