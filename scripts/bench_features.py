@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from config.cli import configure_logging, new_parser, run_cli
-from ml_model.features import compute_features, from_row
+from ml_model.features import compute_features, from_frame
 from ml_model.history import generated_history
 from producer.generator import GeneratorOptions
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     history = generated_history(
         GeneratorOptions(seed=5, num_transactions=args.transactions, num_customers=args.customers)
     )
-    events = [from_row(row) for row in history.to_dict("records")]
+    events = from_frame(history)
     span_days = (events[-1].time_ms - events[0].time_ms) / 86_400_000
     runs = []
     for _ in range(args.repeats):

@@ -1,7 +1,14 @@
-"""The benchmark's own arithmetic: CPU seconds per process role."""
+"""The benchmarks' own arithmetic: CPU seconds per process role, the engine bench's figures."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from scripts import bench_engine
 from scripts.bench_scoring import cpu_used
 
 
@@ -16,3 +23,21 @@ def test_a_process_read_after_it_exited_keeps_its_role() -> None:
     used = cpu_used(before, readings, seconds=5.0)
     assert used["seconds_by_role"] == {"driver": 5.0, "other": 0.5, "source": 3.5}
     assert used["cores_busy"] == 1.8
+
+
+def test_the_engine_bench_times_every_batch_and_digests_the_same_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run starts from empty state over the same parsed batches, so every repeat (and a
+    second invocation) must give one digest; the figures land in bench-results/engine.json."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--transactions", "1500", "--customers", "60", "--batch", "1000", "--repeats", "2"]
+    assert bench_engine.main(args) == 0
+    first = json.loads((tmp_path / "bench-results" / "engine.json").read_text())
+    assert first["batches"] == math.ceil(first["records"] / 1000) >= 2
+    assert [len(run) for run in first["ms_per_batch"]] == [first["batches"]] * 2
+    assert isinstance(first["features_digest"], str)  # one digest: the runs agree
+    assert first["steady_best_us_per_event"] <= first["steady_median_us_per_event"]
+    assert bench_engine.main(args) == 0
+    second = json.loads((tmp_path / "bench-results" / "engine.json").read_text())
+    assert second["features_digest"] == first["features_digest"]

@@ -365,7 +365,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     from ml_model.train import build_parser as train_parser
     from processor.cli import build_parser as processor_parser
     from producer.cli import build_send_parser, build_serve_parser, build_test_parser
-    from scripts import bench_baseline, demo, local_aws, setup_aws
+    from scripts import bench_baseline, bench_engine, bench_features, demo, local_aws, setup_aws
 
     return {
         "producer": build_send_parser(),
@@ -379,6 +379,8 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
         "scripts.local_aws": local_aws.build_parser(),
         "scripts.demo": demo.build_parser(),
         "scripts.bench_baseline": bench_baseline.main_parser(),
+        "scripts.bench_engine": bench_engine.build_parser(),
+        "scripts.bench_features": bench_features.build_parser(),
     }
 
 
