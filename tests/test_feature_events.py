@@ -176,6 +176,30 @@ def test_a_history_frame_gives_the_events_from_row_gives() -> None:
     assert events[3].device is None
 
 
+def test_a_history_frame_with_naive_times_reads_them_as_utc_as_from_row_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`from_row` reads a naive pandas Timestamp as UTC (its `.value`); so does `from_frame`,
+    in a zone other than UTC too."""
+    history = pd.DataFrame(
+        {"event_type": ["transaction", "chargeback"], "transaction_id": ["t1", "t1"],
+         "chargeback_id": [None, "b1"], "card_token": ["c", None], "terminal_id": ["p", "p"],
+         "event_time": pd.to_datetime(["2026-01-01 00:00:00.9996", "2026-01-09 00:00:00.0000"]),
+         "transaction_time": pd.to_datetime([None, "2026-01-01 00:00:00.9996"])}
+    )  # fmt: skip
+    # Microseconds, as a Parquet file gives them: pyarrow hands those out as datetimes.
+    history = history.astype({"event_time": "datetime64[us]", "transaction_time": "datetime64[us]"})
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        events = from_frame(history)
+        assert events == [from_row(row) for row in history.to_dict("records")]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert events[0].time_ms == 1_767_225_600_999 == events[1].transaction_time_ms
+
+
 def test_a_history_row_that_is_no_feature_event_is_named() -> None:
     history = pd.DataFrame(
         {"event_type": ["transaction", "refund"], "transaction_id": ["t1", "r1"],
@@ -183,3 +207,4 @@ def test_a_history_row_that_is_no_feature_event_is_named() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="row 1: event_type='refund'"):
         from_frame(history)
+    assert [event.event_id for event in from_frame(history, skip_refused=True)] == ["t1"]

@@ -239,13 +239,23 @@ def from_arrow(data: pa.Table | pa.RecordBatch) -> list[FeatureEvent | None]:
     ]
 
 
-def from_frame(frame: pd.DataFrame) -> list[FeatureEvent]:
-    """Every row of a history frame as a FeatureEvent, the way the stream builds its batches'
-    (`from_arrow`; a NaN or NaT reads as missing, as in `from_row`). Raises ValueError naming
-    the first row that is not a feature event."""
-    events = from_arrow(pa.Table.from_pandas(frame, preserve_index=False))
+def from_frame(frame: pd.DataFrame, skip_refused: bool = False) -> list[FeatureEvent]:
+    """`from_row` of every record of a pandas frame, built the way the stream builds its
+    batches' (`from_arrow`). A row `from_row` refuses is left out with `skip_refused`, else it
+    raises ValueError naming the first one.
+
+    A NaN or NaT reads as missing, and a naive time as UTC, as `from_row` reads the pandas
+    values of `frame.to_dict("records")` (tests/test_feature_events.py).
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for name in ("event_time", "transaction_time"):
+        kind = table.schema.field(name).type if name in table.schema.names else None
+        if kind is not None and pa.types.is_timestamp(kind) and kind.tz is None:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table[name].cast(pa.timestamp(kind.unit, "UTC")))
+    events = from_arrow(table)
     refused = next((row for row, event in enumerate(events) if event is None), None)
-    if refused is not None:
+    if refused is not None and not skip_refused:
         row = frame.iloc[refused]
         raise ValueError(
             f"not a feature event: row {refused}: event_type={row.get('event_type')!r} "

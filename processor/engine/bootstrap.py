@@ -31,6 +31,7 @@ from ml_model.features import (
     FeatureEvent,
     entity_id,
     from_arrow,
+    from_frame,
     from_row,
 )
 from ml_model.features.definitions import CARD, CARD_RETENTION, TERMINAL, TERMINAL_RETENTION
@@ -125,9 +126,7 @@ def history_events(
     elif source.endswith(".parquet"):
         if not path.exists():
             raise ContractError(f"--bootstrap-from {source}: no such file")
-        # Through pandas, as training reads history (naive times are then read as UTC).
-        frame = pd.read_parquet(path)
-        events = _feature_events(pa.Table.from_pandas(frame, preserve_index=False))
+        events = from_frame(pd.read_parquet(path), skip_refused=True)  # as training reads it
     else:
         if spark is None:
             raise ContractError(f"--bootstrap-from {source}: reading a lake needs Spark")
