@@ -15,7 +15,6 @@ other, ~60 ms a row on a busy 2-core machine). Prints the figures and saves them
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from ml_model.features.events import FEATURE_INPUTS, TRANSACTION, FeatureEvent
 from ml_model.scorer import LocalScorer, check_features
 from processor.card_tokens import card_token, load_key
 from producer.contract import parse_event_time, parse_payload
+from scripts.bench_results import save_results
 
 logger = logging.getLogger(__name__)
 
@@ -230,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = main_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     results = run(args)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, Path(args.output))
     return 0
 
 

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
 import tempfile
 import time
 import zlib
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -37,8 +35,8 @@ from processor.engine import EngineSettings, FeatureEngine, StateStore
 from processor.heap import HeapKeeper
 from processor.parse import ContractParser
 from producer.generator import GeneratorOptions, TransactionGenerator
+from scripts.bench_results import RESULTS, save_results
 
-RESULTS = Path("bench-results")
 KEY_ENV = "FRAUD_BENCH_TOKEN_KEY"
 MINUTE, DAY = 60_000, 86_400_000
 # The job's defaults (config/default.yaml): watermark 10 minutes, idle shard 1 minute, dedupe
@@ -140,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engine.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, RESULTS / "engine.json")
     return 0
 
 

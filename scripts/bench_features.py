@@ -11,18 +11,15 @@ Generates a seeded history (clean, labelled), turns it into feature events once,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 from config.cli import configure_logging, new_parser, run_cli
 from ml_model.features import compute_features, from_frame
 from ml_model.history import generated_history
 from producer.generator import GeneratorOptions
-
-RESULTS = Path("bench-results")
+from scripts.bench_results import RESULTS, save_results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs_s": [round(r, 2) for r in runs],
         "load_average": os.getloadavg(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "features.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, RESULTS / "features.json")
     return 0
 
 

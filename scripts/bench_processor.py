@@ -26,10 +26,9 @@ from processor.spark_session import build_spark
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.stats import SendStats
+from scripts.bench_results import RESULTS, save_results
 from scripts.local_aws import LocalAws, free_port, start, stop
 from scripts.setup_aws import ensure_stream
-
-RESULTS = Path("bench-results")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             spark.stop()
         finally:
             stop(emulator)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "processor.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, RESULTS / "processor.json")
     return 0
 
 

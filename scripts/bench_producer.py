@@ -8,7 +8,6 @@ Prints the figures and saves them to bench-results/producer.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -19,10 +18,9 @@ from config.settings import load_config
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.stats import SendStats
+from scripts.bench_results import RESULTS, save_results
 from scripts.local_aws import LocalAws, free_port, start, stop
 from scripts.setup_aws import ensure_stream
-
-RESULTS = Path("bench-results")
 
 
 def bench_generation(events: int, network: str) -> float:
@@ -73,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "send_to_local_emulator": send,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "producer.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, RESULTS / "producer.json")
     return 0
 
 

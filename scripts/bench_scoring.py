@@ -49,10 +49,10 @@ from producer.kinesis_writer import KinesisWriter
 from producer.records import OutgoingRecord
 from producer.stats import SendStats
 from scripts import bench_baseline
+from scripts.bench_results import RESULTS, save_results
 from scripts.local_aws import LocalAws, free_port, start, stop
 from scripts.setup_aws import ensure_alerts_table, ensure_stream
 
-RESULTS = Path("bench-results")
 SMALL_MODEL = ["--days", "16", "--customers", "300", "--terminals", "120", "--fraud-rate", "0.03",
                "--warmup-days", "3", "--gap-days", "1", "--validation-days", "4",
                "--test-days", "4", "--no-search"]  # fmt: skip
@@ -519,10 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop(emulator)
     results["load_average_after"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
     name = f"scoring-{args.label}.json" if args.label else "scoring.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, RESULTS / name)
     return 0
 
 

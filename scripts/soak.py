@@ -37,12 +37,12 @@ from producer.contract import parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
 from producer.stats import SendStats
+from scripts.bench_results import RESULTS, save_results
 from scripts.bench_scoring import SMALL_MODEL
 from scripts.local_aws import LocalAws, free_port, start, stop
 from scripts.setup_aws import ensure_alerts_table, ensure_stream
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path("bench-results")
 
 
 def _load(settings: Settings, events: int, failed: Path) -> set[str]:
@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         finally:
             stop(emulator)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save_results(results, RESULTS / "soak.json")
     broken = (
         "lost",
         "duplicated",

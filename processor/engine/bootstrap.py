@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow as pa
 
 from config.exceptions import ContractError
 from ml_model.features import (
@@ -94,11 +93,6 @@ def _contract_rows(path: Path, key: bytes) -> Iterator[dict[str, Any]]:
         logger.warning("%s: %d lines break the contract and were left out", path, rejected)
 
 
-def _feature_events(data: pa.Table) -> list[FeatureEvent]:
-    """The rows of `data` that are feature events, built as the stream builds its batches'."""
-    return [event for event in from_arrow(data) if event is not None]
-
-
 def _lake_events(spark: SparkSession, lake_path: str) -> Iterator[FeatureEvent]:
     from delta.tables import DeltaTable
 
@@ -107,7 +101,9 @@ def _lake_events(spark: SparkSession, lake_path: str) -> Iterator[FeatureEvent]:
         if not DeltaTable.isDeltaTable(spark, path):
             logger.info("bootstrap: the lake has no table %s yet", path)
             continue
-        yield from _feature_events(spark.read.format("delta").load(path).toArrow())
+        # Built as the stream builds its batches'; rows that are no feature events left out.
+        events = from_arrow(spark.read.format("delta").load(path).toArrow())
+        yield from (event for event in events if event is not None)
 
 
 def history_events(
