@@ -108,13 +108,19 @@ def event_features(event: FeatureEvent) -> Features:
     }
 
 
-# The registry's names of each window's count and amount (ml_model/features/registry.py).
-_WINDOW_FEATURES = {
-    "10m": ("card_tx_count_10m", "card_tx_amount_10m"),
-    "1h": ("card_tx_count_1h", "card_tx_amount_1h"),
-    "24h": ("card_tx_count_24h", "card_tx_amount_24h"),
-    "7d": ("card_tx_count_7d", "card_tx_amount_7d"),
-}
+# The windows, in the registry's names of their count and amount features
+# (ml_model/features/registry.py): those up to EXACT_UP_TO from the recent list, the rest from
+# the hour tiles.
+_EXACT_WINDOWS = (
+    ("card_tx_count_10m", "card_tx_amount_10m", CARD_WINDOWS["10m"]),
+    ("card_tx_count_1h", "card_tx_amount_1h", CARD_WINDOWS["1h"]),
+)
+_DAY_WINDOW = ("card_tx_count_24h", "card_tx_amount_24h", CARD_WINDOWS["24h"])
+_TILED_WINDOWS = (("card_tx_count_7d", "card_tx_amount_7d", CARD_WINDOWS["7d"]),)
+# The recent list is cut at t - DAY, so the day's window is that whole slice.
+assert _DAY_WINDOW[2] == DAY == EXACT_UP_TO
+assert all(width < DAY for *_, width in _EXACT_WINDOWS)
+assert all(DAY < width for *_, width in _TILED_WINDOWS)
 
 
 def card_features(state: CardState, event: FeatureEvent) -> Features:
@@ -130,33 +136,29 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     # An entry is in window W when t - W < its time: the first such is bisect_right(t - W).
     last_day = txs[bisect_right(txs, t - DAY, hi=pos, key=_time) : pos]
     amounts = [entry.amount for entry in last_day]
+    features: Features = {}
+    for count_name, amount_name, width in _EXACT_WINDOWS:
+        start = bisect_right(last_day, t - width, key=_time)
+        features[count_name] = float(len(last_day) - start)
+        features[amount_name] = round(math.fsum(amounts[start:]), 6)
+    count_name, amount_name, _ = _DAY_WINDOW
+    features[count_name] = float(len(last_day))
+    features[amount_name] = round(math.fsum(amounts), 6)
+    # Tiled windows: the whole hours after the one holding t - W, plus this hour's
+    # transactions before the event.
     this_hour = t // HOUR
     in_this_hour = bisect_left(last_day, this_hour * HOUR, key=_time)
     hour_count = len(last_day) - in_this_hour
-    hour_micro = sum(_micro(amount) for amount in amounts[in_this_hour:])
+    hour_micro = sum(map(_micro, amounts[in_this_hour:])) if hour_count else 0
     hours, counts, sums = state["hours"], state["counts"], state["sums"]
     tiles_end = bisect_left(hours, this_hour)
-
-    def tiled(width: int) -> tuple[int, int]:
-        """(count, micro-units) of the whole hours after the one holding t - width, to t."""
+    for count_name, amount_name, width in _TILED_WINDOWS:
         first = bisect_left(hours, (t - width) // HOUR + 1, hi=tiles_end)
-        return (
-            sum(counts[first:tiles_end]) + hour_count,
-            sum(sums[first:tiles_end]) + hour_micro,
-        )
-
-    features: Features = {}
-    for name, width in CARD_WINDOWS.items():
-        count_name, amount_name = _WINDOW_FEATURES[name]
-        if width <= EXACT_UP_TO:
-            start = bisect_right(last_day, t - width, key=_time)
-            features[count_name] = float(len(last_day) - start)
-            features[amount_name] = round(math.fsum(amounts[start:]), 6)
-        else:
-            count, micro = tiled(width)
-            features[count_name] = float(count)
-            features[amount_name] = round(micro / _MICRO, 6)
-    mean_count, mean_micro = tiled(CARD_MEAN_WINDOW)
+        features[count_name] = float(sum(counts[first:tiles_end]) + hour_count)
+        features[amount_name] = round((sum(sums[first:tiles_end]) + hour_micro) / _MICRO, 6)
+    first = bisect_left(hours, (t - CARD_MEAN_WINDOW) // HOUR + 1, hi=tiles_end)
+    mean_count = sum(counts[first:tiles_end]) + hour_count
+    mean_micro = sum(sums[first:tiles_end]) + hour_micro
     amount = float(event.amount or 0.0)
     features["card_amount_to_mean_30d"] = (
         amount / (mean_micro / _MICRO / mean_count) if mean_count and mean_micro > 0 else _NAN
@@ -174,12 +176,13 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     features["card_kmh_from_prev"] = kmh
     features["card_merchants_24h"] = float(len({entry.merchant for entry in last_day}))
     features["card_countries_24h"] = float(len({entry.country for entry in last_day}))
-    first = state["dev"].get(event.device) if event.device else None
-    seen = first is not None and first < (t, event.event_id)
+    first_use = state["dev"].get(event.device) if event.device else None
+    seen = first_use is not None and first_use < (t, event.event_id)
     features["card_new_device"] = float(event.device is not None and not seen)
     # A failed login sorts before a transaction of the same millisecond (events.event_key).
+    fails = state["fail"]
     features["card_failed_logins_1h"] = float(
-        sum(1 for login in state["fail"] if t - FAILED_LOGIN_WINDOW < login.time_ms <= t)
+        sum(1 for login in fails if t - FAILED_LOGIN_WINDOW < login.time_ms <= t) if fails else 0
     )
     return features
 
@@ -265,6 +268,8 @@ def update_card(
         if state["max"] is not None and event.time_ms - state["max"] >= CARD_RETENTION:
             state = empty_card_state()  # idle past retention: what the stream's timer evicts
         if event.kind == TRANSACTION:
-            out.append((event, {**event_features(event), **card_features(state, event)}))
+            features = event_features(event)
+            features.update(card_features(state, event))
+            out.append((event, features))
         apply_card_event(state, event)
     return state, out
