@@ -298,6 +298,17 @@ def test_an_event_up_to_the_late_slack_behind_gets_its_on_time_features() -> Non
             assert delivered_late == [pair for pair in on_time if pair[0] is late], late
 
 
+def test_a_transaction_later_than_the_slack_reads_its_hour_from_the_transactions_kept() -> None:
+    """Further behind than the slack, the card's recent list no longer holds every transaction
+    of the event's hour (pruned), while its hour tile still counts them. The 7-day window must
+    read the same transactions of that hour as the 24-hour one does, not the tile's."""
+    login = FeatureEvent(kind="auth", time_ms=T0 + 9 * DAY, event_id="a1", card="c1", success=True)
+    state, _ = update_card(empty_card_state(), [tx(1, T0 + MINUTE), tx(2, T0 + 2 * MINUTE), login])
+    assert [entry.tx_id for entry in state["tx"]] == ["tx0002"]  # tx0001 pruned, tile kept
+    _, [(_, features)] = update_card(state, [tx(3, T0 + 3 * MINUTE)])
+    assert features["card_tx_count_24h"] == features["card_tx_count_7d"] == 1.0
+
+
 def test_a_terminal_saved_before_the_hour_tiles_loads_as_if_built_with_them() -> None:
     events = sorted(terminal_history(seed=4), key=lambda e: e.key)
     first, rest = events[:200], events[200:]

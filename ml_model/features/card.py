@@ -65,6 +65,8 @@ class FailedLogin(NamedTuple):
 # every probe, so they are C-level getters rather than Python functions.
 _order = itemgetter(0, 1)
 _time = itemgetter(0)
+# Fields the day's features read from each recent transaction (C-level, as above).
+_amount, _merchant, _country = itemgetter(2), itemgetter(3), itemgetter(4)
 
 
 _NAN = math.nan
@@ -135,7 +137,7 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     pos = bisect_left(txs, (t, event.event_id), key=_order)
     # An entry is in window W when t - W < its time: the first such is bisect_right(t - W).
     last_day = txs[bisect_right(txs, t - DAY, hi=pos, key=_time) : pos]
-    amounts = [entry.amount for entry in last_day]
+    amounts = list(map(_amount, last_day))
     features: Features = {}
     for count_name, amount_name, width in _EXACT_WINDOWS:
         start = bisect_right(last_day, t - width, key=_time)
@@ -147,11 +149,20 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     # Tiled windows: the whole hours after the one holding t - W, plus this hour's
     # transactions before the event.
     this_hour = t // HOUR
-    in_this_hour = bisect_left(last_day, this_hour * HOUR, key=_time)
-    hour_count = len(last_day) - in_this_hour
-    hour_micro = sum(map(_micro, amounts[in_this_hour:])) if hour_count else 0
     hours, counts, sums = state["hours"], state["counts"], state["sums"]
     tiles_end = bisect_left(hours, this_hour)
+    newest = state["max"]
+    if pos == len(txs) and (newest is None or this_hour * HOUR >= newest - RECENT_RETENTION):
+        # Every transaction the card holds sorts before the event and none of this hour's was
+        # pruned, so this hour's tile is exactly its transactions before the event (integer
+        # sums: the same whatever the order). The usual case: events in order.
+        here = tiles_end < len(hours) and hours[tiles_end] == this_hour
+        hour_count = counts[tiles_end] if here else 0
+        hour_micro = sums[tiles_end] if here else 0
+    else:
+        in_this_hour = bisect_left(last_day, this_hour * HOUR, key=_time)
+        hour_count = len(last_day) - in_this_hour
+        hour_micro = sum(map(_micro, amounts[in_this_hour:]))
     for count_name, amount_name, width in _TILED_WINDOWS:
         first = bisect_left(hours, (t - width) // HOUR + 1, hi=tiles_end)
         features[count_name] = float(sum(counts[first:tiles_end]) + hour_count)
@@ -174,8 +185,8 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     features["card_seconds_since_prev"] = seconds
     features["card_km_from_prev"] = km
     features["card_kmh_from_prev"] = kmh
-    features["card_merchants_24h"] = float(len({entry.merchant for entry in last_day}))
-    features["card_countries_24h"] = float(len({entry.country for entry in last_day}))
+    features["card_merchants_24h"] = float(len(set(map(_merchant, last_day))))
+    features["card_countries_24h"] = float(len(set(map(_country, last_day))))
     first_use = state["dev"].get(event.device) if event.device else None
     seen = first_use is not None and first_use < (t, event.event_id)
     features["card_new_device"] = float(event.device is not None and not seen)
