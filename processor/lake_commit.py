@@ -14,6 +14,14 @@ Readers replay the log from the newest checkpoint, so one is written every
 log files past the table's retention (`delta.logRetentionDuration`, 30 days) are removed then,
 as Spark does.
 
+A table written every second gains a small file per partition and commit, and delta-rs reads
+every file's entry on each commit (opening the table, then the write): its cost grows with the
+table's files, not with the batch (docs/decisions/0028). So every `COMPACT_INTERVAL` versions
+the sink compacts the table (`compact_table`): small files are rewritten into files of up to
+`delta.targetFileSize` (else `COMPACT_TARGET_BYTES`) in an OPTIMIZE commit that changes no
+data (`dataChange: false`, which Delta's streaming readers skip). A table can opt out with
+`delta.autoOptimize.autoCompact = false`, for a scheduled OPTIMIZE instead.
+
 On S3 a commit file is written with put-if-absent (`If-None-Match: *`, config/lake.py): a
 second writer of the same version gets a conflict, never overwrites.
 """
@@ -21,7 +29,7 @@ second writer of the same version gets a conflict, never overwrites.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from deltalake import (
@@ -40,13 +48,21 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHECKPOINT_INTERVAL",
+    "COMPACT_INTERVAL",
+    "COMPACT_TARGET_BYTES",
     "checkpoint_interval",
     "commit_batch",
+    "compact_table",
+    "compaction_due",
     "committed_batch",
     "open_table",
 ]
 
 CHECKPOINT_INTERVAL = 10
+# Measured in docs/decisions/0028: every 50 versions keeps a commit's cost flat at a compaction
+# of ~0.3 s; targets of 100 MB rewrite the day's growing file each time (seconds).
+COMPACT_INTERVAL = 50
+COMPACT_TARGET_BYTES = 8 * 1024 * 1024
 # Checkpoints and log cleanup are this module's (every 10 versions by default, as Spark), not
 # delta-rs's post-commit hook's (every 100 by default, and a log listing after every commit).
 _NO_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
@@ -128,3 +144,24 @@ def commit_batch(
         table.create_checkpoint()
         table.cleanup_metadata()
     return version
+
+
+def compaction_due(version: int | None, interval: int | None = None) -> bool:
+    """Whether the commit that made `version` (None: skipped) is one to compact after: every
+    `interval` versions (`COMPACT_INTERVAL` unless given)."""
+    return bool(version) and version % (interval or COMPACT_INTERVAL) == 0  # type: ignore[operator]
+
+
+def compact_table(uri: str, storage_options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Rewrite the table's small files into bigger ones (an OPTIMIZE commit); its metrics.
+
+    Rows and writer ids stay as they were; appends may commit beside it (delta-rs lets a blind
+    append and a compaction both land). A table
+    with `delta.autoOptimize.autoCompact = false` is left alone (metrics empty).
+    """
+    table = DeltaTable(uri, storage_options=dict(storage_options or {}))
+    configuration = table.metadata().configuration
+    if configuration.get("delta.autoOptimize.autoCompact", "").lower() == "false":
+        return {}
+    target = int(configuration.get("delta.targetFileSize") or COMPACT_TARGET_BYTES)
+    return table.optimize.compact(target_size=target, post_commithook_properties=_NO_HOOKS)

@@ -4,6 +4,8 @@ and on the session's moto S3, and interchangeable with the Spark writer the job 
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,14 @@ from config.aws import make_client
 from config.lake import COMMIT_OPTIONS, commit_options_for, delta_uri
 from config.settings import Settings
 from ml_model.features import FEATURE_NAMES
-from processor import lake_commit
-from processor.lake_commit import commit_batch, committed_batch, open_table
+from processor import lake_commit, sinks
+from processor.lake_commit import (
+    commit_batch,
+    committed_batch,
+    compact_table,
+    compaction_due,
+    open_table,
+)
 from processor.lake_tables import (
     SCORED_TRANSACTION_TABLE,
     TRANSACTION_TABLE,
@@ -161,6 +169,75 @@ def test_a_table_without_the_newer_columns_gets_them_as_nulls_and_never_new_ones
     with pytest.raises(SchemaMismatchError, match="lacks: fraud_score, model_version"):
         commit_batch(old, scored(2), "event_date", WRITER, 2)
     assert committed_batch(DeltaTable(old), WRITER) == 0
+
+
+def _log_actions(uri: str, version: int) -> list[dict[str, Any]]:
+    log = Path(uri) / "_delta_log" / f"{version:020d}.json"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_compaction_rewrites_small_files_and_keeps_rows_writer_ids_and_replays(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "transactions")
+    for batch in range(6):
+        commit_batch(uri, scored(batch), "event_date", WRITER, batch)
+    before = DeltaTable(uri)
+    assert len(before.file_uris()) == 12  # each batch spans two event dates
+    metrics = compact_table(uri)
+    after = DeltaTable(uri)
+    assert (metrics["numFilesRemoved"], metrics["numFilesAdded"]) == (12, 2)
+    assert len(after.file_uris()) == 2 and after.version() == 6
+    assert ids(uri) == batch_ids(*range(6))
+    # A change of layout only: Delta's streaming readers skip it (dataChange false), and the
+    # writer's batches are still known, so a replay is skipped and the next batch appends.
+    changes = [
+        action[kind]["dataChange"]
+        for action in _log_actions(uri, 6)
+        for kind in ("add", "remove")
+        if kind in action
+    ]
+    assert len(changes) == 14 and not any(changes)
+    assert committed_batch(after, WRITER) == 5
+    assert commit_batch(uri, scored(5), "event_date", WRITER, 5) is None
+    assert commit_batch(uri, scored(6), "event_date", WRITER, 6) == 7
+    assert ids(uri) == batch_ids(*range(7))
+    assert compact_table(uri)["numFilesRemoved"] == 4  # the new batch's two files, and two kept
+    assert ids(uri) == batch_ids(*range(7))
+
+
+def test_a_commit_at_every_interval_is_due_for_compaction() -> None:
+    interval = lake_commit.COMPACT_INTERVAL
+    due = [v for v in (None, 0, 1, interval - 1, interval, 2 * interval) if compaction_due(v)]
+    assert due == [interval, 2 * interval]
+
+
+def test_a_table_can_opt_out_of_compaction_and_files_over_the_target_are_kept(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "transactions")
+    for batch in range(3):
+        commit_batch(uri, scored(batch), "event_date", WRITER, batch)
+    table = DeltaTable(uri)
+    table.alter.set_table_properties({"delta.autoOptimize.autoCompact": "false"})
+    assert compact_table(uri) == {}
+    assert len(DeltaTable(uri).file_uris()) == 6
+    # A target below every file's size: no file is small, so nothing is rewritten.
+    table.alter.set_table_properties(
+        {"delta.autoOptimize.autoCompact": "true", "delta.targetFileSize": "1"}
+    )
+    assert compact_table(uri)["numFilesRemoved"] == 0
+    assert len(DeltaTable(uri).file_uris()) == 6
+
+
+def test_a_failed_compaction_is_logged_and_leaves_the_batch_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sink compacts after the batch has landed, so a failure there must not fail it."""
+    missing = str(tmp_path / "no-table")
+    with caplog.at_level(logging.WARNING, logger="processor.sinks"):
+        sinks._compact_table(missing, None)
+    assert f"{missing}: compaction failed" in caplog.text
 
 
 @pytest.mark.integration

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deltalake import DeltaTable
 
 from config.aws import make_client
 from config.exceptions import DeliveryError
 from config.settings import Settings
+from processor import lake_commit
 from processor.alerts import AlertWriter, scan_alerts
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import state as state_module
@@ -147,8 +149,10 @@ def test_a_batch_replayed_after_a_crash_at_any_step_decides_as_before(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Every changelog written by a forked child while the sinks run, as a big batch's is.
+    # Every changelog written by a forked child while the sinks run, as a big batch's is, and
+    # the tables compacted after every commit (ADR 0028): the replays run beside compactions.
     monkeypatch.setattr(state_module, "BACKGROUND_CHANGELOG_EVENTS", 1)
+    monkeypatch.setattr(lake_commit, "COMPACT_INTERVAL", 1)
     base = settings.with_overrides(
         model={"path": str(trained_model)}, processor={"max_records_per_shard": 150}
     )
@@ -182,6 +186,8 @@ def test_a_batch_replayed_after_a_crash_at_any_step_decides_as_before(
     clean = variant("clean")
     drain(clean, None)
     expected_lake, expected_alerts = _lake(spark, clean), _alerts(clean)
+    history = DeltaTable(table_path(clean.processor.lake_path, "transactions")).history()
+    assert "OPTIMIZE" in [commit["operation"] for commit in history]
     assert expected_alerts and len(expected_lake["transactions"]) > 300
     for step in ("alerts", "delta", "state"):
         crashed = variant(step)
