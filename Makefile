@@ -79,6 +79,7 @@ bench: venv jars ## Run the benchmarks; figures are printed and saved under benc
 	$(PY) -m scripts.bench_scoring
 	$(PY) -m scripts.bench_features
 	$(PY) -m scripts.bench_engine
+	$(PY) -m scripts.bench_lake
 
 train: venv ## Train the model on generated history into the profile's model path.
 	$(PY) -m ml_model.train --profile $(PROFILE)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bench_engine
+from scripts import bench_engine, bench_lake
 from scripts.bench_scoring import cpu_used
 
 
@@ -41,3 +41,20 @@ def test_the_engine_bench_times_every_batch_and_digests_the_same_features(
     assert bench_engine.main(args) == 0
     second = json.loads((tmp_path / "bench-results" / "engine.json").read_text())
     assert second["features_digest"] == first["features_digest"]
+
+
+def test_the_lake_bench_compacts_at_its_interval_and_keeps_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both runs append the same batches (the bench asserts every row is there once); only the
+    compacted one ends with fewer files than commits."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--commits", "12", "--rows", "5", "--commits-per-day", "6", "--interval", "5"]
+    assert bench_lake.main(args) == 0
+    figures = json.loads((tmp_path / "bench-results" / "lake.json").read_text())
+    never, compacted = figures["never_compacted"], figures["compacted"]
+    assert never["files_at_end"] == 12 and "compactions" not in never
+    assert compacted["compactions"]["count"] == 2  # after versions 5 and 10
+    # Day one's six files became one at version 5, day two's first four one at version 10,
+    # and the last two batches' files are not compacted yet.
+    assert compacted["files_at_end"] == 4
