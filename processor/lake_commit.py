@@ -43,6 +43,7 @@ from deltalake.exceptions import SchemaMismatchError, TableNotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import date
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ __all__ = [
     "COMPACT_TARGET_BYTES",
     "checkpoint_interval",
     "commit_batch",
+    "compact_closed_days",
     "compact_table",
     "compaction_due",
     "committed_batch",
@@ -165,3 +167,23 @@ def compact_table(uri: str, storage_options: Mapping[str, str] | None = None) ->
         return {}
     target = int(configuration.get("delta.targetFileSize") or COMPACT_TARGET_BYTES)
     return table.optimize.compact(target_size=target, post_commithook_properties=_NO_HOOKS)
+
+
+def compact_closed_days(
+    uri: str,
+    partition: str,
+    before: date,
+    target_bytes: int,
+    storage_options: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """Compact the partitions of `partition` before the date `before` into files of up to
+    `target_bytes` (the daily maintenance, processor/lake_maintenance.py), whether or not the
+    table opted out of the sink's compaction; its metrics, or None when there is no table."""
+    table = open_table(uri, storage_options)
+    if table is None:
+        return None
+    return table.optimize.compact(
+        partition_filters=[(partition, "<", before.isoformat())],
+        target_size=target_bytes,
+        post_commithook_properties=_NO_HOOKS,
+    )

@@ -266,6 +266,10 @@ def test_commits_on_s3_are_put_if_absent(settings: Settings) -> None:
     assert [item["Key"].rsplit("/", 1)[1] for item in listing["Contents"]] == [
         f"{version:020d}.json" for version in range(4)
     ]
+    # Compaction on S3 commits with the same options (put-if-absent) and keeps every row.
+    assert compact_table(uri, options)["numFilesRemoved"] == 8
+    assert ids(uri, options) == batch_ids(0, 1, 5, 6)
+    assert DeltaTable(uri, storage_options=options).version() == 4
 
 
 # --------------------------------------------------------------------- with the Spark writer
