@@ -21,7 +21,10 @@ import json
 import logging
 from datetime import UTC, date, datetime
 
-from config.cli import configure_logging, load_settings, new_parser, run_cli
+from deltalake.exceptions import DeltaError
+
+from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
+from config.exceptions import FraudPipelineError
 from config.lake import commit_options_for, delta_uri
 from processor.lake_commit import compact_closed_days, open_table
 from processor.lake_tables import TABLES
@@ -76,23 +79,34 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.profile)
     lake = args.lake_path or settings.processor.lake_path
     before = args.before or datetime.now(UTC).date()
+    if delta_uri(lake, "x").startswith("s3://"):
+        probe_endpoint(settings.aws)  # a closed emulator fails now, not after delta-rs's retries
     for name in TABLES:
         uri = delta_uri(lake, name)
-        options = commit_options_for(uri, settings.aws)
         partition = "arrival_date" if name == "dead_letters" else "event_date"
-        report: dict[str, object] = {"table": name, "uri": uri, "before": before.isoformat()}
-        metrics = compact_closed_days(uri, partition, before, args.target_mib << 20, options)
-        if metrics is None:
-            report["skipped"] = "no table yet"
-        else:
-            report["files_removed"] = metrics["numFilesRemoved"]
-            report["files_added"] = metrics["numFilesAdded"]
-            if args.vacuum:
-                table = open_table(uri, options)
-                assert table is not None
-                report["files_vacuumed"] = len(table.vacuum(dry_run=False))
-        print(json.dumps(report))
+        try:
+            report = _maintain(uri, partition, before, args, commit_options_for(uri, settings.aws))
+        except DeltaError as error:
+            raise FraudPipelineError(f"{uri}: {error}") from error
+        print(json.dumps({"table": name, "uri": uri, "before": before.isoformat(), **report}))
     return 0
+
+
+def _maintain(
+    uri: str, partition: str, before: date, args: argparse.Namespace, options: dict[str, str] | None
+) -> dict[str, object]:
+    metrics = compact_closed_days(uri, partition, before, args.target_mib << 20, options)
+    if metrics is None:
+        return {"skipped": "no table yet"}
+    report: dict[str, object] = {
+        "files_removed": metrics["numFilesRemoved"],
+        "files_added": metrics["numFilesAdded"],
+    }
+    if args.vacuum:
+        table = open_table(uri, options)
+        assert table is not None  # it was compacted a moment ago
+        report["files_vacuumed"] = len(table.vacuum(dry_run=False))
+    return report
 
 
 def cli() -> int:

@@ -91,8 +91,17 @@ DEPLOY = [
         ["processor.job", "--metrics-port", "0"],  # probed before Spark starts a JVM
         ["ml_model.train", "--output", "s3://fraud-lake/models/cli-test"],  # before training
         DEPLOY,
+        ["processor.lake_maintenance", "--lake-path", "s3a://fraud-lake/lake"],
     ],
-    ids=["producer", "producer-test", "setup-aws", "processor-job", "train-to-s3", "deploy"],
+    ids=[
+        "producer",
+        "producer-test",
+        "setup-aws",
+        "processor-job",
+        "train-to-s3",
+        "deploy",
+        "lake-maintenance",
+    ],
 )
 def test_closed_endpoint_fails_in_one_line_with_a_hint(args: list[str]) -> None:
     port = free_port()
@@ -142,6 +151,7 @@ def test_the_endpoint_probe_is_quiet_when_something_listens() -> None:
         (["scripts.local_aws", "restart"], "command"),
         (["ml_model.sagemaker.serve"], "--model-dir"),
         (["scripts.setup_aws", "--log-format", "xml"], "--log-format"),
+        (["processor.lake_maintenance", "--before", "monday"], "--before"),
     ],
 )
 def test_bad_option_is_a_usage_error_naming_it(args: list[str], option: str) -> None:
