@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
         raise
     run_until_stopped(query, stop)
+    writer.wait_for_compaction()
     error = query.exception()
     spark.streams.removeListener(listener)
     spark.stop()

@@ -158,8 +158,8 @@ def compact_table(uri: str, storage_options: Mapping[str, str] | None = None) ->
     """Rewrite the table's small files into bigger ones (an OPTIMIZE commit); its metrics.
 
     Rows and writer ids stay as they were; appends may commit beside it (delta-rs lets a blind
-    append and a compaction both land). A table
-    with `delta.autoOptimize.autoCompact = false` is left alone (metrics empty).
+    append and a compaction both land). A table with `delta.autoOptimize.autoCompact = false`
+    is left alone (metrics empty).
     """
     table = DeltaTable(uri, storage_options=dict(storage_options or {}))
     configuration = table.metadata().configuration

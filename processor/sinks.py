@@ -20,7 +20,7 @@ import operator
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -172,11 +172,11 @@ def _write_table(
 
 
 def _compact_table(uri: str, options: dict[str, str] | None) -> None:
-    """Compact a table after the batch has landed; a failure is logged, not raised: the batch
-    is already whole, and the next interval tries again."""
+    """Compact a table after the batch has landed; a failure (delta-rs's, or the storage's) is
+    logged, not raised: the batch is already whole, and the next interval tries again."""
     try:
         compact_table(uri, options)
-    except DeltaError as error:
+    except (DeltaError, OSError) as error:
         logger.warning("%s: compaction failed, the next interval retries: %s", uri, error)
 
 
@@ -215,6 +215,12 @@ class LakeWriter:
     # it to crash a batch at an exact step and replay it.
     after_step: Callable[[str, int], None] | None = None
     heap: HeapKeeper = field(default_factory=HeapKeeper)
+    _compactor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="delta-compact"),
+        init=False,
+        repr=False,
+    )
+    _compaction: Future[list[None]] | None = field(default=None, init=False, repr=False)
 
     def _done(self, step: str, batch_id: int) -> None:
         if self.after_step is not None:
@@ -254,12 +260,14 @@ class LakeWriter:
         if transactions:
             for sink in self.transaction_sinks:
                 sink(transactions, batch_id)
-        clock.lap("alerts")
         alerted_ms = int(time.time() * 1000)
         written = (*transactions, *result.auth_events, *result.labels)  # transactions first
         arrivals = [to_epoch_ms(row["approximateArrivalTimestamp"]) for row in written]
         self.stats.arrival_to_alerts_ms = [alerted_ms - ms for ms in arrivals[: len(transactions)]]
+        clock.lap("alerts")
         self._done("alerts", batch_id)
+        self.wait_for_compaction()
+        clock.lap("compact")
         versions = self._write_tables(tables, batch_id)
         clock.lap("delta")
         self._done("delta", batch_id)
@@ -268,8 +276,7 @@ class LakeWriter:
         state_bytes = self.engine.commit()
         clock.lap("state")
         self._done("state", batch_id)
-        self._compact_tables(versions)
-        clock.lap("compact")
+        self._start_compaction(versions)
         counts = {table: arrow.num_rows for table, arrow in tables.items()}
         self.stats.batch_id = batch_id
         self.stats.counts = counts
@@ -307,11 +314,22 @@ class LakeWriter:
                                commit_options_for(uri, aws))  # fmt: skip
         return dict(zip(jobs, _at_once(_write_table, list(jobs.values())), strict=True))
 
-    def _compact_tables(self, versions: dict[str, int | None]) -> None:
-        """Compact the tables whose commit this batch reached the interval (ADR 0028)."""
+    def _start_compaction(self, versions: dict[str, int | None]) -> None:
+        """Compact the tables whose commit this batch reached the interval (ADR 0028), on a
+        thread of its own: it runs while the next batch is read, decided and scored, and that
+        batch's lake commits wait for it (`compact` in the batch's timings)."""
         aws = self.engine.store.files
         due = [delta_uri(self.lake_path, name) for name, v in versions.items() if compaction_due(v)]
-        _at_once(_compact_table, [(uri, commit_options_for(uri, aws)) for uri in due])
+        if due:
+            jobs = [(uri, commit_options_for(uri, aws)) for uri in due]
+            self._compaction = self._compactor.submit(_at_once, _compact_table, jobs)
+
+    def wait_for_compaction(self) -> None:
+        """Return once the compaction the last batch started has ended (the job calls it before
+        it exits, so no compaction is cut short)."""
+        compaction, self._compaction = self._compaction, None
+        if compaction is not None:
+            compaction.result()
 
 
 def _at_once(call: Callable[..., T], jobs: list[tuple[Any, ...]]) -> list[T]:

@@ -383,6 +383,17 @@ def latency(
             }
             for p in sorted(data_batches, key=lambda p: -p["durationMs"]["triggerExecution"])[:3]
         ],
+        # The batches whose lake commits waited for a compaction the batch before started
+        # (ADR 0028): ms waited, ms of the batch.
+        "compactions": [
+            {
+                "batch": p["batchId"],
+                "compact_ms": phases[p["batchId"]]["compact"],
+                "trigger_ms": p["durationMs"]["triggerExecution"],
+            }
+            for p in data_batches
+            if phases.get(p["batchId"], {}).get("compact", 0) > 0
+        ],
         "load_average": os.getloadavg(),
     }
 

@@ -181,6 +181,7 @@ def test_a_batch_replayed_after_a_crash_at_any_step_decides_as_before(
             assert hook.files is None or hook.changelog_landed
             writer = lake_writer(run, scorer, AlertWriter(run))  # a restarted driver
             query = _run(spark, run, writer)
+        writer.wait_for_compaction()  # as the job does before it exits
         assert query.exception() is None
 
     clean = variant("clean")
