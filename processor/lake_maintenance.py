@@ -3,7 +3,7 @@
     python -m processor.lake_maintenance [--profile P] [--lake-path PATH] [--before DATE]
                                          [--target-mib 256] [--vacuum]
 
-The job compacts each table every 50 versions into files of up to 8 MiB (ADR 0028): enough to
+The job compacts each table every 200 versions into files of up to 8 MiB (ADR 0028): enough to
 keep a commit's cost flat through a day, not to keep a day's files few (thousands at 1,000
 events/s, and every file is read on each commit). Run this once a day after midnight UTC, while
 the job runs: each table's partitions before `--before` (default: today, UTC; `event_date`,

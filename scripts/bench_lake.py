@@ -1,6 +1,6 @@
 """A lake commit's cost as the table grows, with and without the sink's compaction (ADR 0028).
 
-    python -m scripts.bench_lake [--commits 1200] [--rows 1000] [--interval 50]
+    python -m scripts.bench_lake [--commits 1200] [--rows 1000] [--interval 200]
                                  [--target-bytes N] [--label NOTE]
 
 Appends `--commits` batches of `--rows` scored transactions (random feature values, one event
