@@ -176,12 +176,18 @@ def _log_actions(uri: str, version: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def batches_committed(tmp_path: Path, count: int) -> str:
+    """A transactions table of batches 0..count-1, one commit each; its uri."""
+    uri = str(tmp_path / "transactions")
+    for batch in range(count):
+        commit_batch(uri, scored(batch), "event_date", WRITER, batch)
+    return uri
+
+
 def test_compaction_rewrites_small_files_and_keeps_rows_writer_ids_and_replays(
     tmp_path: Path,
 ) -> None:
-    uri = str(tmp_path / "transactions")
-    for batch in range(6):
-        commit_batch(uri, scored(batch), "event_date", WRITER, batch)
+    uri = batches_committed(tmp_path, 6)
     before = DeltaTable(uri)
     assert len(before.file_uris()) == 12  # each batch spans two event dates
     metrics = compact_table(uri)
@@ -215,9 +221,7 @@ def test_a_commit_at_every_interval_is_due_for_compaction() -> None:
 def test_a_table_can_opt_out_of_compaction_and_files_over_the_target_are_kept(
     tmp_path: Path,
 ) -> None:
-    uri = str(tmp_path / "transactions")
-    for batch in range(3):
-        commit_batch(uri, scored(batch), "event_date", WRITER, batch)
+    uri = batches_committed(tmp_path, 3)
     table = DeltaTable(uri)
     table.alter.set_table_properties({"delta.autoOptimize.autoCompact": "false"})
     assert compact_table(uri) == {}
