@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -137,6 +137,29 @@ def new_parser(
         parents=[common_options(profile)],
         **kwargs,
     )
+
+
+def utc_day(text: str) -> date:
+    """A date option for argparse: an ISO date (a UTC day); anything else names the option."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
+
+
+def at_least(least: int) -> Callable[[str], int]:
+    """An integer option for argparse that must be >= `least`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
 
 
 def _env_choice(var: str, choices: Sequence[str], fallback: str, upper: bool = False) -> str:

@@ -40,7 +40,7 @@ import hashlib
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
@@ -51,7 +51,15 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
+from config.cli import (
+    at_least,
+    configure_logging,
+    load_settings,
+    new_parser,
+    probe_endpoint,
+    run_cli,
+    utc_day,
+)
 from config.exceptions import ConfigError, ModelError
 from config.settings import Settings
 from ml_model.artifacts import ModelCard, write_artifacts
@@ -357,29 +365,6 @@ before --test-start, unless --validation-start and --validation-end place it (af
 """
 
 
-def _utc_day(text: str) -> date:
-    """A date option for argparse: an ISO date (a UTC day); anything else names the option."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
-
-
-def _at_least(least: int) -> Callable[[str], int]:
-    """An integer option for argparse that must be >= `least`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-        return value
-
-    return parse
-
-
 def _utc_moment(text: str) -> pd.Timestamp:
     """`--labels-as-of` for argparse: an ISO date or time, read as UTC."""
     try:
@@ -466,14 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         split.add_argument(
             f"--{period}-start",
-            type=_utc_day,
+            type=utc_day,
             default=None,
             metavar="DATE",
             help=f"first UTC day {what} (YYYY-MM-DD)",
         )
         split.add_argument(
             f"--{period}-end",
-            type=_utc_day,
+            type=utc_day,
             default=None,
             metavar="DATE",
             help=f"last UTC day {what}, inclusive",
@@ -487,14 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--folds",
-        type=_at_least(2),
+        type=at_least(2),
         default=DEFAULT_FOLDS,
         metavar="N",
         help="rolling folds of the model selection (at least 2)",
     )
     search.add_argument(
         "--fold-days",
-        type=_at_least(1),
+        type=at_least(1),
         default=DEFAULT_FOLD_DAYS,
         metavar="DAYS",
         help="validation days of each fold",

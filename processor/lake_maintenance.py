@@ -23,32 +23,23 @@ from datetime import UTC, date, datetime
 
 from deltalake.exceptions import DeltaError
 
-from config.cli import configure_logging, load_settings, new_parser, probe_endpoint, run_cli
+from config.cli import (
+    at_least,
+    configure_logging,
+    load_settings,
+    new_parser,
+    probe_endpoint,
+    run_cli,
+    utc_day,
+)
 from config.exceptions import FraudPipelineError
 from config.lake import commit_options_for, delta_uri
 from processor.lake_commit import compact_closed_days, open_table
-from processor.lake_tables import TABLES
+from processor.lake_tables import TABLES, partition_column
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TARGET_MIB = 256
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,12 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lake-path", help="the lake (default: the profile's processor.lake_path)")
     parser.add_argument(
         "--before",
-        type=_iso_date,
+        type=utc_day,
         help="compact the partitions before this date, YYYY-MM-DD (default: today, UTC)",
     )
     parser.add_argument(
         "--target-mib",
-        type=_positive,
+        type=at_least(1),
         default=DEFAULT_TARGET_MIB,
         help="size of the compacted files, MiB",
     )
@@ -79,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.profile)
     lake = args.lake_path or settings.processor.lake_path
     before = args.before or datetime.now(UTC).date()
-    if delta_uri(lake, "x").startswith("s3://"):
+    uris = {name: delta_uri(lake, name) for name in TABLES}
+    if any(uri.startswith("s3://") for uri in uris.values()):
         probe_endpoint(settings.aws)  # a closed emulator fails now, not after delta-rs's retries
-    for name in TABLES:
-        uri = delta_uri(lake, name)
-        partition = "arrival_date" if name == "dead_letters" else "event_date"
+    for name, uri in uris.items():
+        partition = partition_column(name)
         try:
             report = _maintain(uri, partition, before, args, commit_options_for(uri, settings.aws))
         except DeltaError as error:

@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from processor.arrow_rows import CollectedBatch
 
 TABLES = ("transactions", "auth_events", "labels", "dead_letters")
+
+
+def partition_column(table: str) -> str:
+    """The date column `table` is partitioned by: dead letters by arrival (they may have no
+    event time), the others by event date."""
+    return "arrival_date" if table == "dead_letters" else "event_date"
+
+
 # The columns a row holds as parsed (processor/parse.py). The engine and the scorer add columns
 # to a row and never change these, so a table may gather them from the collected batch.
 PARSED_EVENT_COLUMNS = frozenset(name for name, _ in EVENT_FIELDS + SOURCE_FIELDS)

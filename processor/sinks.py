@@ -46,6 +46,7 @@ from processor.lake_tables import (
     TRANSACTION_TABLE,
     dead_letter_table,
     event_table,
+    partition_column,
 )
 from producer.contract import to_epoch_ms
 
@@ -167,8 +168,7 @@ def _write_table(
     batch_id: int,
     options: dict[str, str] | None,
 ) -> int | None:
-    partition = "arrival_date" if table == "dead_letters" else "event_date"
-    return commit_batch(uri, arrow, partition, writer_id, batch_id, options)
+    return commit_batch(uri, arrow, partition_column(table), writer_id, batch_id, options)
 
 
 def _compact_table(uri: str, options: dict[str, str] | None) -> None:
