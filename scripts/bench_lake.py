@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from config.cli import configure_logging, new_parser, run_cli
+from config.cli import at_least, configure_logging, new_parser, run_cli
 from ml_model.features import FEATURE_NAMES
 from processor.lake_commit import (
     COMPACT_INTERVAL,
@@ -45,13 +45,21 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("scripts.bench_lake", __doc__)
-    parser.add_argument("--commits", type=int, default=1_200, help="batches appended per run")
-    parser.add_argument("--rows", type=int, default=1_000, help="transactions per batch")
     parser.add_argument(
-        "--commits-per-day", type=int, default=400, help="batches per event date (partition)"
+        "--commits", type=at_least(1), default=1_200, help="batches appended per run"
+    )
+    parser.add_argument("--rows", type=at_least(1), default=1_000, help="transactions per batch")
+    parser.add_argument(
+        "--commits-per-day",
+        type=at_least(1),
+        default=400,
+        help="batches per event date (partition)",
     )
     parser.add_argument(
-        "--interval", type=int, default=COMPACT_INTERVAL, help="versions between compactions"
+        "--interval",
+        type=at_least(1),
+        default=COMPACT_INTERVAL,
+        help="versions between compactions",
     )
     parser.add_argument(
         "--target-bytes",
