@@ -1,5 +1,6 @@
 """Kubernetes manifests for EKS: schemas, kustomize renders, consistency with config/ and the
-image, the scheduled retraining, the two launcher scripts run for real, and checkov.
+image, the scheduled retraining and lake maintenance, the two launcher scripts run for real, and
+checkov.
 
 Schema validation uses kubernetes-validate (strict: unknown fields fail) for the oldest and the
 newest Kubernetes version EKS is expected to run the manifests on.
@@ -27,6 +28,7 @@ import yaml
 
 from config.settings import load_config
 from ml_model.train import parse_args as parse_train_args
+from processor.lake_maintenance import build_parser as lake_maintenance_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "infrastructure" / "k8s"
@@ -41,6 +43,8 @@ SECRET_NAME = "fraud-card-token"
 # The pods that tokenise card numbers, and so the only ones given the tokenisation key.
 TOKENISING_PODS = {"Job/fraud-processor", "executor-pod-template"}
 RETRAIN = "fraud-retrain"
+LAKE_MAINTENANCE = "fraud-lake-maintenance"
+CRONJOBS = (RETRAIN, LAKE_MAINTENANCE)
 # Every checkov finding that is skipped, with the reason, sits next to the resource as a
 # `checkov.io/skipN` annotation; these are the only checks allowed to be skipped.
 ALLOWED_CHECKOV_SKIPS = {
@@ -178,6 +182,7 @@ def test_manifest_files_found() -> None:
         "producer.yaml",
         "rbac.yaml",
         "retrain-cronjob.yaml",
+        "lake-maintenance-cronjob.yaml",
     } <= names
 
 
@@ -437,12 +442,20 @@ def test_overlay_sets_image_and_irsa_roles(rendered: dict[str, list[Doc]], name:
         for d in docs
         if d["kind"] == "ServiceAccount"
     }
-    assert set(roles) == {"fraud-producer", "fraud-processor", "fraud-processor-executor", RETRAIN}
+    assert set(roles) == {
+        "fraud-producer",
+        "fraud-processor",
+        "fraud-processor-executor",
+        *CRONJOBS,
+    }
     assert roles["fraud-processor"] == roles["fraud-processor-executor"] != roles["fraud-producer"]
-    assert roles[RETRAIN] not in {roles["fraud-processor"], roles["fraud-producer"]}
+    # Each CronJob has a role of its own.
+    own = [roles[account] for account in ("fraud-producer", "fraud-processor", *CRONJOBS)]
+    assert len(set(own)) == len(own)
     for arn in roles.values():
         assert re.fullmatch(
-            rf"arn:aws:iam::\d{{12}}:role/fraud-{name}-(producer|processor|retrain)", arn
+            rf"arn:aws:iam::\d{{12}}:role/fraud-{name}-(producer|processor|retrain|lake-maintenance)",
+            arn,
         )
 
 
@@ -480,12 +493,12 @@ def test_executor_template_matches_the_driver(rendered: dict[str, list[Doc]]) ->
     ]
 
 
-# --- scheduled retraining -----------------------------------------------------------------------
+# --- scheduled retraining and lake maintenance ------------------------------------------------
 
 
-def _retrain(docs: list[Doc]) -> tuple[Doc, Doc, Doc]:
-    """(CronJob spec, Job spec, the train container) of the retraining CronJob."""
-    cron = _find(docs, "CronJob", RETRAIN)["spec"]
+def _cronjob(docs: list[Doc], name: str) -> tuple[Doc, Doc, Doc]:
+    """(CronJob spec, Job spec, its one container) of the CronJob `name`."""
+    cron = _find(docs, "CronJob", name)["spec"]
     job = cron["jobTemplate"]["spec"]
     (container,) = job["template"]["spec"]["containers"]
     return cron, job, container
@@ -507,7 +520,7 @@ def test_retrain_trains_from_the_lake_into_models_next(
     """It runs ml_model.train on the profile's lake and writes the candidate, never the served
     model: models/next beside models/current, and no promotion anywhere in the command."""
     docs = rendered[name]
-    _, _, container = _retrain(docs)
+    _, _, container = _cronjob(docs, RETRAIN)
     command = [*container.get("command", []), *container["args"]]
     assert "command" not in container, "the image's entrypoint is `python -m`"
     assert container["args"][0] == "ml_model.train"
@@ -534,11 +547,48 @@ def test_retrain_trains_from_the_lake_into_models_next(
     )
 
 
-@pytest.mark.parametrize("name", ("base", *OVERLAYS))
-def test_retrain_schedule_runs_one_bounded_job_at_a_time(
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_lake_maintenance_compacts_and_vacuums_the_jobs_lake(
     rendered: dict[str, list[Doc]], name: str
 ) -> None:
-    cron, job, container = _retrain(rendered[name])
+    """It runs processor.lake_maintenance on the lake the job writes (the profile's, as the
+    job's --profile gives it), every closed day (no --before), and VACUUMs after it."""
+    docs = rendered[name]
+    _, _, container = _cronjob(docs, LAKE_MAINTENANCE)
+    assert "command" not in container, "the image's entrypoint is `python -m`"
+    assert container["args"][0] == "processor.lake_maintenance"
+    env = _container_env(docs, container)
+    args = [_expand(arg, env) for arg in container["args"][1:]]
+    # The options are the ones the maintenance CLI takes (argparse exits 2 on an unknown one).
+    parsed = lake_maintenance_parser().parse_args(args)
+    assert parsed.profile == env["FRAUD_PROFILE"] == _option(_driver(docs)["args"], "--profile")
+    assert parsed.lake_path is None, "the profile's processor.lake_path, as the job's"
+    assert load_config("aws", environ=env).processor.lake_path.startswith(
+        f"s3a://{env['FRAUD_BUCKET']}/"
+    )
+    assert parsed.before is None, "every day before today, UTC"
+    assert parsed.vacuum is True
+    # Its log lines are JSON like every other pod's.
+    assert parsed.log_format == "json"
+
+
+def test_lake_maintenance_runs_before_the_retraining(rendered: dict[str, list[Doc]]) -> None:
+    """Daily, after midnight UTC and before the retraining reads the lake."""
+    docs = rendered["base"]
+    schedules = {}
+    for name in CRONJOBS:
+        minute, hour, *every_day = _cronjob(docs, name)[0]["schedule"].split()
+        assert every_day == ["*", "*", "*"], name
+        schedules[name] = (int(hour), int(minute))
+    assert (0, 0) < schedules[LAKE_MAINTENANCE] < schedules[RETRAIN]
+
+
+@pytest.mark.parametrize("cronjob", CRONJOBS)
+@pytest.mark.parametrize("name", ("base", *OVERLAYS))
+def test_cronjob_runs_one_bounded_job_at_a_time(
+    rendered: dict[str, list[Doc]], name: str, cronjob: str
+) -> None:
+    cron, job, container = _cronjob(rendered[name], cronjob)
     assert len(cron["schedule"].split()) == 5 and cron["timeZone"] == "Etc/UTC"
     assert cron["concurrencyPolicy"] == "Forbid"
     assert 0 < cron["startingDeadlineSeconds"] <= 6 * 3600
@@ -556,12 +606,16 @@ def test_retrain_schedule_runs_one_bounded_job_at_a_time(
         "values": [2],
     }
     assert rules[1]["action"] == "Ignore"
-    # Training is one Python process: guaranteed memory, and OpenMP threads for its CPU limit.
+    # One Python process each: guaranteed memory.
     resources = container["resources"]
     assert resources["requests"]["memory"] == resources["limits"]["memory"]
     assert re.fullmatch(r"[2-9]Gi|1[0-6]Gi", resources["limits"]["memory"])
-    env = _container_env(rendered[name], container)
-    assert int(env["OMP_NUM_THREADS"]) == _cpus(resources["limits"]["cpu"])
+
+
+def test_retrain_gives_openmp_its_cpu_limit(rendered: dict[str, list[Doc]]) -> None:
+    _, _, container = _cronjob(rendered["base"], RETRAIN)
+    env = _container_env(rendered["base"], container)
+    assert int(env["OMP_NUM_THREADS"]) == _cpus(container["resources"]["limits"]["cpu"])
 
 
 def _selects(policy: Doc, labels: dict[str, str]) -> bool:
@@ -570,19 +624,22 @@ def _selects(policy: Doc, labels: dict[str, str]) -> bool:
     return bool(selector.get("matchLabels", {}).items() <= labels.items())
 
 
-def test_retrain_runs_as_its_own_account_and_reaches_s3(rendered: dict[str, list[Doc]]) -> None:
+@pytest.mark.parametrize("cronjob", CRONJOBS)
+def test_cronjob_runs_as_its_own_account_and_reaches_s3(
+    rendered: dict[str, list[Doc]], cronjob: str
+) -> None:
     docs = rendered["base"]
-    _, job, _ = _retrain(docs)
+    _, job, _ = _cronjob(docs, cronjob)
     spec = job["template"]["spec"]
-    assert spec["serviceAccountName"] == RETRAIN
-    account = _find(docs, "ServiceAccount", RETRAIN)
-    assert account["metadata"]["name"] == RETRAIN
-    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("-retrain")
-    other_pods = [t for pod, t in _pod_specs(docs) if not pod.endswith(RETRAIN)]
-    assert RETRAIN not in {t["spec"]["serviceAccountName"] for t in other_pods}
+    assert spec["serviceAccountName"] == cronjob
+    account = _find(docs, "ServiceAccount", cronjob)
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role.endswith("-" + cronjob.removeprefix("fraud-"))
+    other_pods = [t for pod, t in _pod_specs(docs) if pod != f"CronJob/{cronjob}"]
+    assert cronjob not in {t["spec"]["serviceAccountName"] for t in other_pods}
     # No Kubernetes API rights and no API token.
     bound = {s["name"] for d in docs if d["kind"] == "RoleBinding" for s in d["subjects"]}
-    assert RETRAIN not in bound
+    assert cronjob not in bound
     assert spec["automountServiceAccountToken"] is False
     # Network: ingress denied (it serves nothing); egress, to S3, left open by every policy.
     labels = job["template"]["metadata"]["labels"]

@@ -24,6 +24,8 @@ import yaml
 
 import ml_model.history
 import ml_model.train
+import processor.lake_commit
+import processor.lake_maintenance
 from config.settings import load_config
 from ml_model.artifacts import CARD_FILE, MODEL_FILE, write_artifacts
 from tests.test_infra_k8s import render_kustomization
@@ -64,6 +66,18 @@ RETRAIN_ALLOWED = {
     "s3:ListBucket",
     "s3:GetObject",
     "s3:PutObject",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+}
+# processor.lake_maintenance with delta-rs: list and read the lake, write the compacted files
+# (multipart when big) and the commit, delete what VACUUM finds expired.
+LAKE_MAINTENANCE_ALLOWED = {
+    "s3:ListBucket",
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
     "kms:Decrypt",
     "kms:GenerateDataKey",
 }
@@ -259,6 +273,7 @@ def test_tfvars_name_only_declared_variables(tf: dict[str, dict[str, Body]]) -> 
         ("aws_iam_role.producer", "name"),
         ("aws_iam_role.processor", "name"),
         ("aws_iam_role.retrain", "name"),
+        ("aws_iam_role.lake_maintenance", "name"),
         ("aws_kms_alias.stream", "name"),
         ("aws_kms_alias.data", "name"),
         ("aws_secretsmanager_secret.card_token_key", "name"),
@@ -424,7 +439,9 @@ def test_processor_grants(tf: dict[str, dict[str, Body]]) -> None:
     )
 
 
-@pytest.mark.parametrize("document", ["producer", "processor", "console", "retrain"])
+@pytest.mark.parametrize(
+    "document", ["producer", "processor", "console", "retrain", "lake_maintenance"]
+)
 def test_kms_use_is_limited_to_its_service(tf: dict[str, dict[str, Body]], document: str) -> None:
     for statement in _statements(tf, document):
         if attr(statement, "actions")[0].startswith("kms:"):
@@ -466,7 +483,7 @@ def test_policies_cover_the_calls_in_the_code(tf: dict[str, dict[str, Body]], ro
     assert not missing, f"{role}/ calls AWS APIs its role may not: {missing}"
 
 
-@pytest.mark.parametrize("role", ["producer", "processor", "retrain"])
+@pytest.mark.parametrize("role", ["producer", "processor", "retrain", "lake_maintenance"])
 def test_trust_policies_name_the_service_accounts(
     tf: dict[str, dict[str, Body]], role: str
 ) -> None:
@@ -495,7 +512,8 @@ def test_service_accounts_match_the_manifests(tf: dict[str, dict[str, Body]]) ->
     producer = attr(tf["variable"]["producer_service_account"], "default")
     processor = attr(tf["variable"]["processor_service_accounts"], "default")
     retrain = attr(tf["variable"]["retrain_service_account"], "default")
-    assert {producer, *processor, retrain} == accounts
+    maintenance = attr(tf["variable"]["lake_maintenance_service_account"], "default")
+    assert {producer, *processor, retrain, maintenance} == accounts
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -584,6 +602,9 @@ def test_trust_subjects_are_evaluated(tf: dict[str, dict[str, Body]]) -> None:
         "system:serviceaccount:fraud:fraud-processor-executor",
     }
     assert roles["fraud-dev-retrain"] == {"system:serviceaccount:fraud:fraud-retrain"}
+    assert roles["fraud-dev-lake-maintenance"] == {
+        "system:serviceaccount:fraud:fraud-lake-maintenance"
+    }
     assert all(len(subjects) >= 1 for subjects in roles.values())
 
 
@@ -681,11 +702,9 @@ def test_retrain_role_writes_only_the_candidate_model(tf: dict[str, dict[str, Bo
     assert attr(blocks(kms, "condition")[0], "values") == ["s3.${var.aws_region}.amazonaws.com"]
 
 
-def _retrain_args() -> list[str]:
+def _cronjob_args(manifest: str) -> list[str]:
     (cron,) = [
-        d
-        for d in yaml.safe_load_all((K8S_BASE / "retrain-cronjob.yaml").read_text())
-        if d["kind"] == "CronJob"
+        d for d in yaml.safe_load_all((K8S_BASE / manifest).read_text()) if d["kind"] == "CronJob"
     ]
     (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     args: list[str] = container["args"]
@@ -695,7 +714,7 @@ def _retrain_args() -> list[str]:
 def test_retrain_role_covers_what_the_cronjob_runs(tf: dict[str, dict[str, Body]]) -> None:
     """The paths the CronJob passes and the AWS calls training makes are what the role grants."""
     statements = _statements(tf, "retrain")
-    args = _retrain_args()
+    args = _cronjob_args("retrain-cronjob.yaml")
     bucket = "$(FRAUD_BUCKET)"
     output = args[args.index("--output") + 1]
     history = args[args.index("--history") + 1]
@@ -766,3 +785,55 @@ def test_checkov_skips_are_explained(checkov_report: Body) -> None:
     for check in checkov_report["results"]["skipped_checks"]:
         assert check["check_id"] in ALLOWED_CHECKOV_SKIPS, check["check_id"]
         assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
+
+
+# --- the lake maintenance's role: rewrites lake/, nothing else --------------------------------
+
+
+def test_lake_maintenance_role_rewrites_only_the_lake(tf: dict[str, dict[str, Body]]) -> None:
+    statements = _statements(tf, "lake_maintenance")
+    _no_wildcards(statements)
+    assert _actions(statements) <= LAKE_MAINTENANCE_ALLOWED, "nothing on Kinesis or DynamoDB"
+    log = "lake/transactions/_delta_log/"
+    data = "lake/transactions/event_date=2026-11-30/part-00000.zstd.parquet"
+    assert _allows(statements, "s3:ListBucket", None, s3_prefix=log)
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+        for key in (data, f"{log}00000000000000000201.json"):
+            assert _allows(statements, action, key), (action, key)
+    for key in (
+        "checkpoints/offsets/0",
+        "checkpoints/late-threshold.json",
+        f"models/current/{MODEL_FILE}",
+        f"models/next/{CARD_FILE}",
+        "models/promotions.jsonl",
+        "lakehouse/transactions/part-00000.parquet",
+    ):
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            assert not _allows(statements, action, key), (action, key)
+    for prefix in ("", "checkpoints/", "models/"):
+        assert not _allows(statements, "s3:ListBucket", None, s3_prefix=prefix), prefix
+    (kms,) = [s for s in statements if attr(s, "actions")[0].startswith("kms:")]
+    assert attr(kms, "resources") == ["${aws_kms_key.data.arn}"]
+    assert attr(blocks(kms, "condition")[0], "values") == ["s3.${var.aws_region}.amazonaws.com"]
+
+
+def test_lake_maintenance_role_covers_what_the_cronjob_runs(
+    tf: dict[str, dict[str, Body]],
+) -> None:
+    """The lake the CronJob maintains (the aws profile's, as it passes no --lake-path) is what
+    the role may rewrite, and the maintenance makes no boto3 call (delta-rs has its own client)."""
+    args = _cronjob_args("lake-maintenance-cronjob.yaml")
+    assert args[0] == "processor.lake_maintenance" and "--lake-path" not in args
+    bucket = "example-bucket"
+    lake = load_config("aws", environ={"FRAUD_BUCKET": bucket}).processor.lake_path
+    prefix = lake.removeprefix(f"s3a://{bucket}/").strip("/")
+    assert prefix == "lake"
+    statements = _statements(tf, "lake_maintenance")
+    log = f"{prefix}/transactions/_delta_log/"
+    assert _allows(statements, "s3:ListBucket", None, s3_prefix=log)
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert _allows(statements, action, f"{log}00000000000000000000.json"), action
+    code = "".join(
+        inspect.getsource(m) for m in (processor.lake_maintenance, processor.lake_commit)
+    )
+    assert not {name for name in re.findall(r"\.([a-z_0-9]+)\(", code) if name in BOTO3_ACTIONS}

@@ -1,11 +1,14 @@
 # IRSA: one role for the producer, one for the processor (its Spark driver and executors), one
-# for the alert console and one for the scheduled retraining.
+# for the alert console, one for the scheduled retraining and one for the lake's maintenance.
 # Each policy lists the calls the code makes, on the ARNs of this stack only.
 
 locals {
   producer_subjects  = ["system:serviceaccount:${var.k8s_namespace}:${var.producer_service_account}"]
   processor_subjects = [for account in var.processor_service_accounts : "system:serviceaccount:${var.k8s_namespace}:${account}"]
   retrain_subjects   = ["system:serviceaccount:${var.k8s_namespace}:${var.retrain_service_account}"]
+  lake_maintenance_subjects = [
+    "system:serviceaccount:${var.k8s_namespace}:${var.lake_maintenance_service_account}",
+  ]
   # Prefixes the processor reads and writes, and the one it only reads.
   processor_rw_prefixes = ["lake", "checkpoints"]
   processor_ro_prefixes = ["models"]
@@ -377,4 +380,85 @@ resource "aws_iam_role_policy" "retrain" {
   name   = "retrain-into-models-next"
   role   = aws_iam_role.retrain.id
   policy = data.aws_iam_policy_document.retrain.json
+}
+
+# The lake's daily maintenance (infrastructure/k8s/base/lake-maintenance-cronjob.yaml):
+# processor.lake_maintenance opens each table with delta-rs (list and get under lake/), writes
+# the compacted files and the OPTIMIZE commit (put, multipart for big files), and VACUUM deletes
+# the files removed longer ago than the retention. Nothing outside lake/: not the checkpoints,
+# not the models.
+data "aws_iam_policy_document" "lake_maintenance_trust" {
+  statement {
+    sid     = "LakeMaintenanceServiceAccount"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:sub"
+      values   = local.lake_maintenance_subjects
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "lake_maintenance" {
+  statement {
+    sid       = "ListTheLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["lake", "lake/*"]
+    }
+  }
+
+  statement {
+    sid = "RewriteTheLake"
+    actions = [
+      "s3:AbortMultipartUpload",
+      "s3:DeleteObject",
+      "s3:GetObject",
+      "s3:ListMultipartUploadParts",
+      "s3:PutObject",
+    ]
+    resources = ["${aws_s3_bucket.lake.arn}/lake/*"]
+  }
+
+  # The bucket is encrypted with the data key: Decrypt to read the lake, GenerateDataKey to write.
+  statement {
+    sid       = "UseTheDataKeyThroughS3"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.aws_region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "lake_maintenance" {
+  name                 = "${var.name_prefix}-lake-maintenance"
+  description          = "IRSA role of the lake's daily maintenance (${var.k8s_namespace}/${var.lake_maintenance_service_account})"
+  assume_role_policy   = data.aws_iam_policy_document.lake_maintenance_trust.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "lake_maintenance" {
+  name   = "compact-and-vacuum-the-lake"
+  role   = aws_iam_role.lake_maintenance.id
+  policy = data.aws_iam_policy_document.lake_maintenance.json
 }

@@ -123,6 +123,12 @@ variable "retrain_service_account" {
   default     = "fraud-retrain"
 }
 
+variable "lake_maintenance_service_account" {
+  description = "Service account of the lake's daily maintenance CronJob (processor.lake_maintenance)."
+  type        = string
+  default     = "fraud-lake-maintenance"
+}
+
 variable "sagemaker_endpoint_name" {
   description = "SageMaker endpoint the processor may invoke (model.scorer = sagemaker); null for none."
   type        = string
