@@ -7,12 +7,15 @@ Generates a seeded stream, parses it as the source does (processor/parse.py's Co
 one Arrow batch per micro-batch of `--batch` records, each card's records on one of `--shards`
 shards, in order), then times what the sink's "engine" step does with each batch: the feature
 events built from its columns (`from_arrow`) and `FeatureEngine.process`, from empty state,
-`--repeats` times. The state's changelog is saved after each batch, untimed (the job writes it
-in a forked child while the sinks run). No Spark, no emulator: the figure a change to the
-feature or state code moves, without the ±15% a whole 200k run spreads. Prints and saves
-bench-results/engine.json: per-batch milliseconds of each run, the best and median µs per event
-over the steady batches (all but the first), a digest of every transaction's features (equal
-digests: the same features), and the load average before and after.
+`--repeats` times. The state's changelog is saved after each batch and timed apart (the job
+writes a big batch's in a forked child while the sinks run, a small one's in the batch); after
+the last batch, the whole state is encoded and decoded as a snapshot is. No Spark, no emulator:
+the figure a change to the feature or state code moves, without the ±15% a whole 200k run
+spreads. Prints and saves bench-results/engine.json: per-batch milliseconds of each run, the
+best and median µs per event over the steady batches (all but the first), each batch's
+changelog milliseconds, the snapshot's bytes and encode / decode milliseconds, a digest of every
+transaction's features (equal digests: the same features), and the load average before and
+after.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import statistics
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -32,6 +36,7 @@ from ml_model.features import FEATURE_NAMES, from_arrow
 from processor.arrow_rows import rows_of
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore
+from processor.engine.state import decode_state, encode_state
 from processor.heap import HeapKeeper
 from processor.parse import ContractParser
 from producer.generator import GeneratorOptions, TransactionGenerator
@@ -97,22 +102,50 @@ def parsed_batches(transactions: int, customers: int, size: int, shards: int) ->
     return batches
 
 
-def run_once(batches: list[pa.Table]) -> tuple[list[float], str]:
-    """(ms per batch, digest of the features) of one run from empty state."""
-    engine = FeatureEngine(StateStore(CheckpointFiles(tempfile.mkdtemp())), SETTINGS)
+@dataclass
+class Run:
+    """One run from empty state."""
+
+    engine_ms: list[float]  # per batch
+    changelog_ms: list[float]  # per batch: `commit`, which encodes and writes the changelog
+    snapshot_bytes: int
+    snapshot_encode_ms: float
+    snapshot_decode_ms: float
+    digest: str  # of every transaction's features
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def run_once(batches: list[pa.Table]) -> Run:
+    store = StateStore(CheckpointFiles(tempfile.mkdtemp()))
+    store.background_snapshots = False  # timed below instead, once, on the whole state
+    engine = FeatureEngine(store, SETTINGS)
     heap = HeapKeeper()
     digest = hashlib.sha256()
-    timings = []
+    engine_ms, changelog_ms = [], []
     for batch_id, table in enumerate(batches):
         rows = rows_of(table)  # the sink's collect step, untimed here
         with heap.during_batch():
             started = time.perf_counter()
             result = engine.process(rows, batch_id, (), from_arrow(table))
-            timings.append((time.perf_counter() - started) * 1000)
+            engine_ms.append(_ms_since(started))
+            started = time.perf_counter()
             engine.commit()
+            changelog_ms.append(_ms_since(started))
         for row in result.transactions:
             digest.update(repr((row["transaction_id"], [row[n] for n in FEATURE_NAMES])).encode())
-    return timings, digest.hexdigest()[:16]
+    with heap.during_batch():
+        started = time.perf_counter()
+        snapshot = encode_state(engine.state)
+        encode_ms = _ms_since(started)
+        started = time.perf_counter()
+        decode_state(snapshot, "snapshot")
+        decode_ms = _ms_since(started)
+    return Run(
+        engine_ms, changelog_ms, len(snapshot), encode_ms, decode_ms, digest.hexdigest()[:16]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,20 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     batches = parsed_batches(args.transactions, args.customers, args.batch, args.shards)
     load_before = os.getloadavg()
-    runs, digests = [], set()
-    for _ in range(args.repeats):
-        timings, digest = run_once(batches)
-        runs.append(timings)
-        digests.add(digest)
+    runs = [run_once(batches) for _ in range(args.repeats)]
+    digests = {run.digest for run in runs}
     steady_events = sum(table.num_rows for table in batches[1:])
-    steady = [sum(timings[1:]) * 1000 / max(steady_events, 1) for timings in runs]
+    steady = [sum(run.engine_ms[1:]) * 1000 / max(steady_events, 1) for run in runs]
     results = {
         "label": args.label,
         "records": sum(table.num_rows for table in batches),
         "batches": len(batches),
-        "ms_per_batch": [[round(ms) for ms in timings] for timings in runs],
+        "ms_per_batch": [[round(ms) for ms in run.engine_ms] for run in runs],
         "steady_best_us_per_event": round(min(steady), 1),
         "steady_median_us_per_event": round(statistics.median(steady), 1),
+        "changelog_ms_per_batch": [[round(ms) for ms in run.changelog_ms] for run in runs],
+        "snapshot": {
+            "bytes": runs[0].snapshot_bytes,
+            "encode_ms": [round(run.snapshot_encode_ms) for run in runs],
+            "decode_ms": [round(run.snapshot_decode_ms) for run in runs],
+        },
         "features_digest": digests.pop() if len(digests) == 1 else sorted(digests),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),

@@ -36,6 +36,9 @@ def test_the_engine_bench_times_every_batch_and_digests_the_same_features(
     first = json.loads((tmp_path / "bench-results" / "engine.json").read_text())
     assert first["batches"] == math.ceil(first["records"] / 1000) >= 2
     assert [len(run) for run in first["ms_per_batch"]] == [first["batches"]] * 2
+    assert [len(run) for run in first["changelog_ms_per_batch"]] == [first["batches"]] * 2
+    snapshot = first["snapshot"]
+    assert snapshot["bytes"] > 0 and len(snapshot["encode_ms"]) == len(snapshot["decode_ms"]) == 2
     assert isinstance(first["features_digest"], str)  # one digest: the runs agree
     assert first["steady_best_us_per_event"] <= first["steady_median_us_per_event"]
     assert bench_engine.main(args) == 0

@@ -24,7 +24,7 @@ from ml_model.features.definitions import CARD, TERMINAL
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine import state as state_module
-from processor.engine.state import SNAPSHOT_EVERY, BatchLog, Changes, EngineState, _load
+from processor.engine.state import SNAPSHOT_EVERY, BatchLog, Changes, EngineState, decode_state
 from processor.engine.watermark import (
     WATERMARK_MAX_SKEW_MS,
     ShardMark,
@@ -349,7 +349,7 @@ def test_a_changelog_holds_the_batch_events_not_the_entities(tmp_path: Path) -> 
     run(eng, [tx(i, i, seq=i) for i in range(300)], 0)  # batch 0: a snapshot
     run(eng, [tx(300, 300, seq=300)], 1)
     files = CheckpointFiles(str(tmp_path))
-    log, _ = _load(files.get("engine_state/1.changes"), "1.changes")
+    log, _ = decode_state(files.get("engine_state/1.changes"), "1.changes")
     assert isinstance(log, BatchLog)
     assert [[e.event_id for e in events] for events in log.applied[CARD].values()] == [
         ["tx-000300"]
@@ -701,9 +701,33 @@ def test_a_checkpoint_of_format_3_still_loads(tmp_path: Path) -> None:
     for suffix in (".snapshot", ".changes"):
         for batch in now.batch_ids("engine_state", suffix):
             name = f"engine_state/{batch}{suffix}"
-            value = _load(now.get(name), name)
+            value = decode_state(now.get(name), name)
             old.put(name, b"engine-state/3\n" + zlib.compress(_unpacked_pickle(value)))
     assert b"FeatureEvent" in zlib.decompress(old.get("engine_state/1.changes")[15:])
+    _same_state(StateStore(old).load(1), eng.state)
+    resumed = FeatureEngine(StateStore(old), SETTINGS)
+    after = [tx(30, 700, shard="slow", terminal="t-9", seq=30)]
+    assert run(resumed, after, 2).transactions == run(eng, after, 2).transactions
+
+
+def test_a_checkpoint_of_format_4_still_loads(tmp_path: Path) -> None:
+    """Files written with zlib before zstd (format 4, the same pickle) load, and batches go on
+    from them; what this version writes is format 5."""
+    eng = engine(tmp_path / "now")
+    _every_kind_of_record(eng)
+    eng.store.wait_for_snapshot()
+    now, old = CheckpointFiles(str(tmp_path / "now")), CheckpointFiles(str(tmp_path / "old"))
+    names = [
+        f"engine_state/{batch}{suffix}"
+        for suffix in (".snapshot", ".changes")
+        for batch in now.batch_ids("engine_state", suffix)
+    ]
+    assert any(name.endswith(".snapshot") for name in names)
+    for name in names:
+        body = now.get(name)
+        assert body.startswith(b"engine-state/5\n"), name
+        pickled = pickle.dumps(decode_state(body, name), protocol=pickle.HIGHEST_PROTOCOL)
+        old.put(name, b"engine-state/4\n" + zlib.compress(pickled, 1))
     _same_state(StateStore(old).load(1), eng.state)
     resumed = FeatureEngine(StateStore(old), SETTINGS)
     after = [tx(30, 700, shard="slow", terminal="t-9", seq=30)]

@@ -27,10 +27,13 @@ import os
 import pickle
 import select
 import signal
+import struct
 import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+import pyarrow as pa
 
 from config.exceptions import StateFormatError
 from ml_model.features import ENTITY_KINDS, card, terminal
@@ -235,22 +238,37 @@ def apply_changes(state: EngineState, changes: Changes) -> None:
     _apply(state.held, changes.held)
 
 
-# Each file starts with the format it was written in. Format 4: records packed as plain tuples
-# (processor/engine/packing.py, ADR 0021). Format 3: changelogs are BatchLogs (events to
-# replay), records pickled as they are; still read. Format 2: named state entries
+# Each file starts with the format it was written in. Format 5: format 4's pickle, compressed
+# with zstd (level 1) instead of zlib, its length before the frame (ADR 0021, "Then: zstd").
+# Format 4: records packed as plain tuples (processor/engine/packing.py, ADR 0021), zlib; still
+# read. Format 3: changelogs are BatchLogs (events to replay), records pickled as they are;
+# still read. Format 2: named state entries
 # (ml_model/features CardTx, TerminalTx, ...; SeenId), changelogs of whole entities (Changes);
 # still read, and cards and terminals without hour tiles (written before ADR 0017) are
 # converted as they load. Files of format 1 (no marker, positional lists) cannot be read:
 # start a new checkpoint with --resume-from-lake.
-FORMAT = b"engine-state/4\n"
-READABLE = (FORMAT, b"engine-state/3\n", b"engine-state/2\n")
+FORMAT = b"engine-state/5\n"
+READABLE = (FORMAT, b"engine-state/4\n", b"engine-state/3\n", b"engine-state/2\n")
+_ZSTD = pa.Codec("zstd", compression_level=1)
+# The pickle's length, which Arrow's one-shot decompression needs.
+_LENGTH = struct.Struct("<Q")
 
 
-def _dump(value: Any) -> bytes:
-    return FORMAT + zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+def encode_state(value: Any) -> bytes:
+    """A state file's bytes: an EngineState, or a (BatchLog, shards) changelog."""
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return b"".join((FORMAT, _LENGTH.pack(len(body)), _ZSTD.compress(body, asbytes=True)))
 
 
-def _load(body: bytes, name: str) -> Any:
+def _decompress(marker: bytes, data: memoryview) -> bytes:
+    if marker != FORMAT:
+        return zlib.decompress(data)  # formats 2-4
+    (length,) = _LENGTH.unpack_from(data)
+    return _ZSTD.decompress(data[_LENGTH.size :], decompressed_size=length, asbytes=True)
+
+
+def decode_state(body: bytes, name: str) -> Any:
+    """What `encode_state` (or a version that wrote formats 2-4) encoded; `name` is for errors."""
     marker = next((marker for marker in READABLE if body.startswith(marker)), None)
     if marker is None:
         marked = body.startswith(b"engine-state/") and b"\n" in body[:32]
@@ -260,7 +278,8 @@ def _load(body: bytes, name: str) -> Any:
             f"{FORMAT.decode().strip()!r}: move the checkpoint away and restart with "
             "--resume-from-lake (README: Recovering from a crash loop)"
         )
-    return pickle.loads(zlib.decompress(body[len(marker) :]))  # noqa: S301 - our checkpoint
+    data = _decompress(marker, memoryview(body)[len(marker) :])
+    return pickle.loads(data)  # noqa: S301 - our checkpoint
 
 
 @dataclass
@@ -286,9 +305,9 @@ class StateStore:
         state = EngineState()
         if snapshots:
             name = f"{FOLDER}/{snapshots[-1]}{SNAPSHOT}"
-            state = _load(self.files.get(name), name)
+            state = decode_state(self.files.get(name), name)
         elif self.files.exists(BOOTSTRAP):  # warm start: the state history left (batch -1)
-            state = _load(self.files.get(BOOTSTRAP), BOOTSTRAP)
+            state = decode_state(self.files.get(BOOTSTRAP), BOOTSTRAP)
         # Entities saved before the hour tiles (ADR 0017) hold every event of their windows;
         # they are converted before any event is replayed onto them.
         for key, card_state in state.cards.items():
@@ -299,7 +318,7 @@ class StateStore:
         self._logs_since_snapshot = self._events_since_snapshot = 0
         for batch in changes:
             name = f"{FOLDER}/{batch}{CHANGES}"
-            logged, shards = _load(self.files.get(name), name)
+            logged, shards = decode_state(self.files.get(name), name)
             if isinstance(logged, BatchLog):
                 replay(state, logged)
                 self._events_since_snapshot += logged.events
@@ -325,7 +344,7 @@ class StateStore:
     def save_bootstrap(self, state: EngineState) -> int:
         """Record a warm start: the state batch 0 starts from. Returns the bytes written."""
         state.batch_id = -1
-        body = _dump(state)
+        body = encode_state(state)
         self.files.put(BOOTSTRAP, body)
         return len(body)
 
@@ -347,7 +366,7 @@ class StateStore:
             code = 1
             try:
                 os.close(read_end)
-                body = _dump((log, state.shards))
+                body = encode_state((log, state.shards))
                 self.files.put(f"{FOLDER}/{state.batch_id}{CHANGES}", body)
                 os.write(write_end, str(len(body)).encode())
                 code = 0
@@ -395,7 +414,7 @@ class StateStore:
         batch = state.batch_id
         written = self._changelog_from_child(batch)
         if written is None:
-            body = _dump((log, state.shards))
+            body = encode_state((log, state.shards))
             self.files.put(f"{FOLDER}/{batch}{CHANGES}", body)
             written = len(body)
         self._reap_snapshot()
@@ -414,14 +433,14 @@ class StateStore:
     def _start_snapshot(self, state: EngineState, batch: int) -> None:
         name = f"{FOLDER}/{batch}{SNAPSHOT}"
         if not self.background_snapshots:
-            self.files.put(name, _dump(state))
+            self.files.put(name, encode_state(state))
             self._prune(batch)
             return
         pid = os.fork()
         if pid == 0:  # the child: pickle, write (atomically), leave without any cleanup
             code = 1
             try:
-                self.files.put(name, _dump(state))
+                self.files.put(name, encode_state(state))
                 code = 0
             finally:
                 os._exit(code)
