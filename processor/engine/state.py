@@ -249,6 +249,9 @@ def apply_changes(state: EngineState, changes: Changes) -> None:
 # start a new checkpoint with --resume-from-lake.
 FORMAT = b"engine-state/5\n"
 READABLE = (FORMAT, b"engine-state/4\n", b"engine-state/3\n", b"engine-state/2\n")
+# With asbytes=True the codec writes into a Python bytes object (pyarrow's io.pxi), so the
+# forked children that encode snapshots and changelogs never allocate from Arrow's memory pool,
+# whose locks another thread of the driver may have held at the fork.
 _ZSTD = pa.Codec("zstd", compression_level=1)
 # The pickle's length, which Arrow's one-shot decompression needs.
 _LENGTH = struct.Struct("<Q")
