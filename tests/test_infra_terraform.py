@@ -69,17 +69,12 @@ RETRAIN_ALLOWED = {
     "kms:Decrypt",
     "kms:GenerateDataKey",
 }
-# processor.lake_maintenance with delta-rs: list and read the lake, write the compacted files
-# (multipart when big) and the commit, delete what VACUUM finds expired.
-LAKE_MAINTENANCE_ALLOWED = {
-    "s3:ListBucket",
-    "s3:GetObject",
-    "s3:PutObject",
+# processor.lake_maintenance with delta-rs: the actions training needs (list, get, put), plus
+# deleting what VACUUM finds expired and cleaning up the multipart uploads of big files.
+LAKE_MAINTENANCE_ALLOWED = RETRAIN_ALLOWED | {
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
-    "kms:Decrypt",
-    "kms:GenerateDataKey",
 }
 # boto3 calls in the code and the IAM action each one needs.
 BOTO3_ACTIONS = {
