@@ -7,6 +7,7 @@ server without seeing each other's data.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import uuid
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from config import cli
 from config.settings import Settings, load_config
 from scripts.local_aws import LocalAws, free_port, start, stop
 
@@ -118,3 +120,14 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     assert train_main([*SMALL_TRAINING, "--output", str(folder)], load_config("local")) == 0
     return folder
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging replaces the root logger's handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level, json_logging = root.handlers[:], root.level, cli._json_logging
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    cli._json_logging = json_logging

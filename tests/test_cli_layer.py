@@ -17,7 +17,7 @@ import stat
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -214,17 +214,6 @@ def test_job_on_local_without_the_key_and_a_closed_port_is_one_line(tmp_path: Pa
 
 
 # -- run_cli itself ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """configure_logging replaces the root logger's handlers: put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level, json_logging = root.handlers[:], root.level, cli._json_logging
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    cli._json_logging = json_logging
 
 
 def raising(exc: BaseException) -> Callable[[list[str] | None], int]:

@@ -1,5 +1,6 @@
 """The lake's daily maintenance (processor/lake_maintenance.py): closed days compacted into big
-files, today's left to the job, every row kept, and a bad option refused in one line."""
+files, today's left to the job, every row kept, a bad option refused in one line, and the
+CronJob's command against a lake on moto's S3."""
 
 from __future__ import annotations
 
@@ -7,19 +8,32 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from deltalake import DeltaTable
 
+from config.aws import make_client
 from config.cli import run_cli
+from config.lake import commit_options_for, delta_uri
+from config.settings import Settings
 from processor.lake_commit import commit_batch
 from processor.lake_maintenance import main
+from scripts.setup_aws import ensure_bucket
 from tests.test_lake_commit import WRITER, batch_ids, dead_letters, ids, scored
+
+CRONJOB = (
+    Path(__file__).resolve().parents[1]
+    / "infrastructure"
+    / "k8s"
+    / "base"
+    / "lake-maintenance-cronjob.yaml"
+)
 
 # scored() spans 2026-03-01 and 2026-03-02; dead letters arrive on 2026-03-01.
 TODAY = "2026-03-02"
 
 
-def _files_by_day(uri: str, column: str) -> dict[str, int]:
-    actions = DeltaTable(uri).get_add_actions(flatten=True)
+def _files_by_day(uri: str, column: str, options: dict[str, str] | None = None) -> dict[str, int]:
+    actions = DeltaTable(uri, storage_options=options).get_add_actions(flatten=True)
     days = [str(day) for day in actions.column(f"partition.{column}").to_pylist()]
     return {day: days.count(day) for day in sorted(set(days))}
 
@@ -70,3 +84,49 @@ def test_a_bad_option_is_refused_by_name(
         run_cli(main, argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _cronjob_args() -> list[str]:
+    (cron,) = [d for d in yaml.safe_load_all(CRONJOB.read_text()) if d["kind"] == "CronJob"]
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args: list[str] = container["args"]
+    return args
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("restore_logging")
+def test_the_cronjobs_command_compacts_and_vacuums_a_lake_on_s3(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest's arguments as they are (`--profile aws`, the profile's lake, every day
+    before today, `--vacuum`), with the `aws` profile pointed at moto's S3 the way the pod's
+    fraud-env points it at the bucket: the S3 commit options, OPTIMIZE and VACUUM's deletes."""
+    module, *args = _cronjob_args()
+    assert module == "processor.lake_maintenance" and "--lake-path" not in args
+    ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
+    assert settings.aws.endpoint_url
+    monkeypatch.setenv("FRAUD_ENDPOINT_URL", settings.aws.endpoint_url)
+    monkeypatch.setenv("FRAUD_BUCKET", settings.s3.bucket)
+    lake = f"s3a://{settings.s3.bucket}/lake"  # the aws profile's processor.lake_path
+    transactions, letters = delta_uri(lake, "transactions"), delta_uri(lake, "dead_letters")
+    options = commit_options_for(transactions, settings.aws)
+    for batch in range(3):
+        commit_batch(transactions, scored(batch), "event_date", WRITER, batch, options)
+        commit_batch(letters, dead_letters(batch), "arrival_date", WRITER, batch, options)
+    DeltaTable(letters, storage_options=options).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 0 hours"}
+    )
+
+    assert main(args) == 0
+
+    # scored() spans two days, both before today: each is one file now.
+    assert _files_by_day(transactions, "event_date", options) == {"2026-03-01": 1, TODAY: 1}
+    assert ids(transactions, options) == batch_ids(0, 1, 2)
+    assert DeltaTable(transactions, storage_options=options).transaction_version(WRITER) == 2
+    reports = {r["table"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert reports["transactions"]["uri"] == transactions
+    assert reports["dead_letters"]["files_vacuumed"] == 3
+    listing = make_client("s3", settings.aws).list_objects_v2(
+        Bucket=settings.s3.bucket, Prefix="lake/dead_letters/arrival_date="
+    )
+    assert len([item for item in listing["Contents"] if item["Key"].endswith(".parquet")]) == 1
