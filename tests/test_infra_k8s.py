@@ -69,6 +69,14 @@ def _kubectl() -> str | None:
     )
 
 
+def cronjob_args(manifest: str) -> list[str]:
+    """The one container's args of the CronJob in base/`manifest`, as written there."""
+    (cron,) = [d for d in _load_all((BASE / manifest).read_text()) if d["kind"] == "CronJob"]
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args: list[str] = container["args"]
+    return args
+
+
 def render_kustomization(path: Path) -> list[Doc]:
     """`kubectl kustomize path` as documents (also used by tests/test_infra_terraform.py)."""
     binary = _kubectl()

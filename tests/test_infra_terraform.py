@@ -28,7 +28,7 @@ import processor.lake_commit
 import processor.lake_maintenance
 from config.settings import load_config
 from ml_model.artifacts import CARD_FILE, MODEL_FILE, write_artifacts
-from tests.test_infra_k8s import render_kustomization
+from tests.test_infra_k8s import cronjob_args, render_kustomization
 
 ROOT = Path(__file__).resolve().parents[1]
 TF = ROOT / "infrastructure" / "terraform"
@@ -697,19 +697,10 @@ def test_retrain_role_writes_only_the_candidate_model(tf: dict[str, dict[str, Bo
     assert attr(blocks(kms, "condition")[0], "values") == ["s3.${var.aws_region}.amazonaws.com"]
 
 
-def _cronjob_args(manifest: str) -> list[str]:
-    (cron,) = [
-        d for d in yaml.safe_load_all((K8S_BASE / manifest).read_text()) if d["kind"] == "CronJob"
-    ]
-    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    args: list[str] = container["args"]
-    return args
-
-
 def test_retrain_role_covers_what_the_cronjob_runs(tf: dict[str, dict[str, Body]]) -> None:
     """The paths the CronJob passes and the AWS calls training makes are what the role grants."""
     statements = _statements(tf, "retrain")
-    args = _cronjob_args("retrain-cronjob.yaml")
+    args = cronjob_args("retrain-cronjob.yaml")
     bucket = "$(FRAUD_BUCKET)"
     output = args[args.index("--output") + 1]
     history = args[args.index("--history") + 1]
@@ -817,7 +808,7 @@ def test_lake_maintenance_role_covers_what_the_cronjob_runs(
 ) -> None:
     """The lake the CronJob maintains (the aws profile's, as it passes no --lake-path) is what
     the role may rewrite, and the maintenance makes no boto3 call (delta-rs has its own client)."""
-    args = _cronjob_args("lake-maintenance-cronjob.yaml")
+    args = cronjob_args("lake-maintenance-cronjob.yaml")
     assert args[0] == "processor.lake_maintenance" and "--lake-path" not in args
     bucket = "example-bucket"
     lake = load_config("aws", environ={"FRAUD_BUCKET": bucket}).processor.lake_path

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from deltalake import DeltaTable
 
 from config.aws import make_client
@@ -18,15 +17,8 @@ from config.settings import Settings
 from processor.lake_commit import commit_batch
 from processor.lake_maintenance import main
 from scripts.setup_aws import ensure_bucket
+from tests.test_infra_k8s import cronjob_args
 from tests.test_lake_commit import WRITER, batch_ids, dead_letters, ids, scored
-
-CRONJOB = (
-    Path(__file__).resolve().parents[1]
-    / "infrastructure"
-    / "k8s"
-    / "base"
-    / "lake-maintenance-cronjob.yaml"
-)
 
 # scored() spans 2026-03-01 and 2026-03-02; dead letters arrive on 2026-03-01.
 TODAY = "2026-03-02"
@@ -86,13 +78,6 @@ def test_a_bad_option_is_refused_by_name(
     assert message in capsys.readouterr().err
 
 
-def _cronjob_args() -> list[str]:
-    (cron,) = [d for d in yaml.safe_load_all(CRONJOB.read_text()) if d["kind"] == "CronJob"]
-    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    args: list[str] = container["args"]
-    return args
-
-
 @pytest.mark.integration
 @pytest.mark.usefixtures("restore_logging")
 def test_the_cronjobs_command_compacts_and_vacuums_a_lake_on_s3(
@@ -101,7 +86,7 @@ def test_the_cronjobs_command_compacts_and_vacuums_a_lake_on_s3(
     """The manifest's arguments as they are (`--profile aws`, the profile's lake, every day
     before today, `--vacuum`), with the `aws` profile pointed at moto's S3 the way the pod's
     fraud-env points it at the bucket: the S3 commit options, OPTIMIZE and VACUUM's deletes."""
-    module, *args = _cronjob_args()
+    module, *args = cronjob_args("lake-maintenance-cronjob.yaml")
     assert module == "processor.lake_maintenance" and "--lake-path" not in args
     ensure_bucket(make_client("s3", settings.aws), settings.s3.bucket, settings.aws.region)
     assert settings.aws.endpoint_url
