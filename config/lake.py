@@ -9,7 +9,9 @@ without a JVM.
 
 from __future__ import annotations
 
-from typing import Protocol
+import os
+from functools import lru_cache
+from typing import Any, Protocol
 
 # A commit file is put with `If-None-Match: *` (object_store's conditional put, which AWS S3
 # honours since 2024-08, and moto too): two writers of one version cannot overwrite each other,
@@ -63,3 +65,33 @@ def options_for(uri: str, aws: S3Access) -> dict[str, str] | None:
 def commit_options_for(uri: str, aws: S3Access) -> dict[str, str] | None:
     """Storage options for committing to a table at `uri`: put-if-absent commits on S3."""
     return {**storage_options(aws), **COMMIT_OPTIONS} if uri.startswith("s3://") else None
+
+
+def s3_client(aws: S3Access) -> Any:
+    """A boto3 S3 client for `aws`, one per settings and process, kept: a batch makes several
+    calls, and a new client for each paid ~10 ms (a new connection; on AWS a TLS handshake
+    too). The pid is part of the key, so a forked snapshot child makes its own and never
+    shares the parent's connections."""
+    return _s3_client(
+        aws.endpoint_url, aws.region, aws.access_key_id, aws.secret_access_key, os.getpid()
+    )
+
+
+@lru_cache(maxsize=16)
+def _s3_client(
+    endpoint_url: str | None,
+    region: str | None,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    pid: int,
+) -> Any:
+    import boto3
+
+    del pid  # only a cache key
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+    )

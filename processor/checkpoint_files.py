@@ -12,9 +12,10 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from config.lake import s3_client
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -48,7 +49,7 @@ class CheckpointFiles:
         if not self.checkpoint_location.startswith(("s3a://", "s3://")):
             return None
         bucket, _, prefix = self.checkpoint_location.split("://", 1)[1].partition("/")
-        return _s3_client(self, os.getpid()), bucket, prefix.strip("/")
+        return s3_client(self), bucket, prefix.strip("/")
 
     def batch_ids(self, folder: str, suffix: str = "") -> list[int]:
         """Ids of the files `<folder>/<id><suffix>`, ascending (Spark's `commits` too)."""
@@ -115,21 +116,3 @@ class CheckpointFiles:
             client.delete_object(Bucket=bucket, Key=f"{prefix}/{name}".lstrip("/"))
             return
         (Path(self.checkpoint_location) / name).unlink(missing_ok=True)
-
-
-@lru_cache(maxsize=16)
-def _s3_client(files: CheckpointFiles, pid: int) -> Any:
-    """One S3 client per checkpoint and process, kept: a batch makes four or more calls, and a
-    new client for each paid ~10 ms (a new connection; on AWS a TLS handshake too). The pid is
-    part of the key, so a forked snapshot child makes its own and never shares the parent's
-    connections."""
-    import boto3
-
-    del pid  # only a cache key
-    return boto3.client(
-        "s3",
-        endpoint_url=files.endpoint_url,
-        region_name=files.region,
-        aws_access_key_id=files.access_key_id,
-        aws_secret_access_key=files.secret_access_key,
-    )

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+import config.lake
 from config.exceptions import StateFormatError
 from ml_model.features import compute_features, from_arrow, from_row
 from ml_model.features.definitions import CARD, TERMINAL
@@ -787,6 +788,7 @@ def test_checkpoint_files_keep_one_s3_client_per_process(
     import boto3
 
     files = _s3_checkpoint(settings, "one-client")
+    config.lake._s3_client.cache_clear()  # other tests made one for the same endpoint
     made: list[str] = []
     new_client = boto3.client
 
