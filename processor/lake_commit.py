@@ -20,7 +20,9 @@ table's files, not with the batch (docs/decisions/0028). So every `COMPACT_INTER
 the sink compacts the table (`compact_table`): small files are rewritten into files of up to
 `delta.targetFileSize` (else `COMPACT_TARGET_BYTES`) in an OPTIMIZE commit that changes no
 data (`dataChange: false`, which Delta's streaming readers skip). A table can opt out with
-`delta.autoOptimize.autoCompact = false`, for a scheduled OPTIMIZE instead.
+`delta.autoOptimize.autoCompact = false`, for a scheduled OPTIMIZE instead. Two compactions
+of the same files must never run at once (delta-rs commits both, duplicating rows), so their
+callers hold the table's compaction lease (processor/compaction_lease.py).
 
 On S3 a commit file is written with put-if-absent (`If-None-Match: *`, config/lake.py): a
 second writer of the same version gets a conflict, never overwrites.
@@ -160,8 +162,9 @@ def compact_table(uri: str, storage_options: Mapping[str, str] | None = None) ->
     """Rewrite the table's small files into bigger ones (an OPTIMIZE commit); its metrics.
 
     Rows and writer ids stay as they were; appends may commit beside it (delta-rs lets a blind
-    append and a compaction both land). A table with `delta.autoOptimize.autoCompact = false`
-    is left alone (metrics empty).
+    append and a compaction both land), another compaction may not: hold the table's
+    compaction lease (processor/compaction_lease.py). A table with
+    `delta.autoOptimize.autoCompact = false` is left alone (metrics empty).
     """
     table = DeltaTable(uri, storage_options=dict(storage_options or {}))
     configuration = table.metadata().configuration

@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError
 from deltalake.exceptions import DeltaError
 
 from config.lake import commit_options_for, delta_uri
 from ml_model.features import FEATURE_NAMES, from_arrow
 from processor.arrow_rows import CollectedBatch
 from processor.batch_progress import record_batch
+from processor.compaction_lease import compaction_lease
 from processor.engine import FeatureEngine
 from processor.engine.ordering import backlogged_shards, batch_source_offset
 from processor.hadoop_files import read_text
@@ -54,10 +56,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
+    from config.lake import S3Access
     from processor.scoring import FrameScorer
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# The job's compactions take about a second (ADR 0028); a lease the job left when it died
+# blocks the daily maintenance this long at most (a restarted job takes it back at once).
+JOB_LEASE_SECONDS = 600
 
 __all__ = ["TABLES", "BatchCounts", "LakeWriter", "RowSink", "app_id", "table_path"]
 
@@ -171,13 +177,24 @@ def _write_table(
     return commit_batch(uri, arrow, partition_column(table), writer_id, batch_id, options)
 
 
-def _compact_table(uri: str, options: dict[str, str] | None) -> None:
-    """Compact a table after the batch has landed; a failure (delta-rs's, or the storage's) is
-    logged, not raised: the batch is already whole, and the next interval tries again."""
+def _compact_table(
+    uri: str, options: dict[str, str] | None, aws: S3Access | None, holder: str
+) -> bool:
+    """Compact a table after the batch has landed, holding its compaction lease; False when
+    someone else (the daily maintenance) holds it, so the next batch asks again.
+
+    A failure (delta-rs's, or the storage's) is logged, not raised: the batch is already whole,
+    and the next interval tries again."""
     try:
-        compact_table(uri, options)
-    except (DeltaError, OSError) as error:
+        with compaction_lease(uri, holder, aws, JOB_LEASE_SECONDS) as lease:
+            if not lease.taken:
+                logger.info("%s: %s is compacting it; the next batch asks again", uri,
+                            lease.holder or "another holder")  # fmt: skip
+                return False
+            compact_table(uri, options)
+    except (DeltaError, OSError, BotoCoreError, ClientError) as error:
         logger.warning("%s: compaction failed, the next interval retries: %s", uri, error)
+    return True
 
 
 class _Stopwatch:
@@ -220,7 +237,11 @@ class LakeWriter:
         init=False,
         repr=False,
     )
-    _compaction: Future[list[None]] | None = field(default=None, init=False, repr=False)
+    _compaction: Future[list[bool]] | None = field(default=None, init=False, repr=False)
+    # The tables the running compaction covers, then those it could not (lease held elsewhere):
+    # the next batch asks for them again.
+    _compacting: list[str] = field(default_factory=list, init=False, repr=False)
+    _deferred: set[str] = field(default_factory=set, init=False, repr=False)
 
     def _done(self, step: str, batch_id: int) -> None:
         if self.after_step is not None:
@@ -315,13 +336,16 @@ class LakeWriter:
         return dict(zip(jobs, _at_once(_write_table, list(jobs.values())), strict=True))
 
     def _start_compaction(self, versions: dict[str, int | None]) -> None:
-        """Compact the tables whose commit this batch reached the interval (ADR 0028), on a
-        thread of its own: it runs while the next batch is read, decided and scored, and that
-        batch's lake commits wait for it (`compact` in the batch's timings)."""
+        """Compact the tables whose commit this batch reached the interval (ADR 0028), and
+        those the last compaction left to the maintenance's lease, on a thread of its own: it
+        runs while the next batch is read, decided and scored, and that batch's lake commits
+        wait for it (`compact` in the batch's timings)."""
         aws = self.engine.store.files
-        due = [delta_uri(self.lake_path, name) for name, v in versions.items() if compaction_due(v)]
-        if due:
-            jobs = [(uri, commit_options_for(uri, aws)) for uri in due]
+        due = {delta_uri(self.lake_path, name) for name, v in versions.items() if compaction_due(v)}
+        self._compacting = sorted(due | self._deferred)
+        if self._compacting:
+            holder = f"processor.job query {self.query_id}"
+            jobs = [(uri, commit_options_for(uri, aws), aws, holder) for uri in self._compacting]
             self._compaction = self._compactor.submit(_at_once, _compact_table, jobs)
 
     def wait_for_compaction(self) -> None:
@@ -329,7 +353,8 @@ class LakeWriter:
         it exits, so no compaction is cut short)."""
         compaction, self._compaction = self._compaction, None
         if compaction is not None:
-            compaction.result()
+            done = compaction.result()
+            self._deferred = {uri for uri, ok in zip(self._compacting, done, strict=True) if not ok}
 
 
 def _at_once(call: Callable[..., T], jobs: list[tuple[Any, ...]]) -> list[T]:

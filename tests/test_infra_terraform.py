@@ -24,10 +24,12 @@ import yaml
 
 import ml_model.history
 import ml_model.train
+import processor.compaction_lease
 import processor.lake_commit
 import processor.lake_maintenance
 from config.settings import load_config
 from ml_model.artifacts import CARD_FILE, MODEL_FILE, write_artifacts
+from processor.compaction_lease import LEASE_NAME
 from tests.test_infra_k8s import cronjob_args, render_kustomization
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -807,7 +809,8 @@ def test_lake_maintenance_role_covers_what_the_cronjob_runs(
     tf: dict[str, dict[str, Body]],
 ) -> None:
     """The lake the CronJob maintains (the aws profile's, as it passes no --lake-path) is what
-    the role may rewrite, and the maintenance makes no boto3 call (delta-rs has its own client)."""
+    the role may rewrite, and its boto3 calls (the compaction lease; delta-rs has its own
+    client) are on keys the role grants."""
     args = cronjob_args("lake-maintenance-cronjob.yaml")
     assert args[0] == "processor.lake_maintenance" and "--lake-path" not in args
     bucket = "example-bucket"
@@ -819,7 +822,10 @@ def test_lake_maintenance_role_covers_what_the_cronjob_runs(
     assert _allows(statements, "s3:ListBucket", None, s3_prefix=log)
     for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
         assert _allows(statements, action, f"{log}00000000000000000000.json"), action
-    code = "".join(
-        inspect.getsource(m) for m in (processor.lake_maintenance, processor.lake_commit)
-    )
-    assert not {name for name in re.findall(r"\.([a-z_0-9]+)\(", code) if name in BOTO3_ACTIONS}
+    modules = (processor.lake_maintenance, processor.lake_commit, processor.compaction_lease)
+    code = "".join(inspect.getsource(m) for m in modules)
+    calls = {name for name in re.findall(r"\.([a-z_0-9]+)\(", code) if name in BOTO3_ACTIONS}
+    assert calls == {"get_object", "put_object"}
+    lease = f"{prefix}/transactions/{LEASE_NAME}"
+    for call in calls:
+        assert _allows(statements, BOTO3_ACTIONS[call], lease), call

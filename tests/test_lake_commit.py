@@ -240,7 +240,7 @@ def test_a_failed_compaction_is_logged_and_leaves_the_batch_whole(
     """The sink compacts after the batch has landed, so a failure there must not fail it."""
     missing = str(tmp_path / "no-table")
     with caplog.at_level(logging.WARNING, logger="processor.sinks"):
-        sinks._compact_table(missing, None)
+        assert sinks._compact_table(missing, None, None, "processor.job query q1")
     assert f"{missing}: compaction failed" in caplog.text
 
 
