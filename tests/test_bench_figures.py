@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bench_engine, bench_lake
+from scripts import bench_density, bench_engine, bench_lake
 from scripts.bench_scoring import cpu_used
 
 
@@ -44,6 +44,19 @@ def test_the_engine_bench_times_every_batch_and_digests_the_same_features(
     assert bench_engine.main(args) == 0
     second = json.loads((tmp_path / "bench-results" / "engine.json").read_text())
     assert second["features_digest"] == first["features_digest"]
+
+
+def test_the_density_bench_times_a_card_and_a_terminal_at_each_density(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--per-day", "5", "80", "--events", "20", "--repeats", "2", "--label", "t"]
+    assert bench_density.main(args) == 0
+    saved = json.loads((tmp_path / "bench-results" / "density.json").read_text())
+    assert [row["per_day"] for row in saved["densities"]] == [5, 80]
+    for row in saved["densities"]:
+        assert row["card_us_per_event"] > 0 and row["terminal_us_per_event"] > 0
+    assert saved["label"] == "t" and len(saved["load_average_before"]) == 3
 
 
 def test_the_lake_bench_compacts_at_its_interval_and_keeps_every_row(
