@@ -12,6 +12,7 @@ State is a dict of named entries (picklable, compact), one per card:
     dev:    {device_id: FirstUse}       first use of each device
     fail:   [FailedLogin, ...]          failed logins, sorted
     max:    newest event time seen (drives pruning)
+    day:    DayWindow of the last day's transactions (derived, not saved; day_window.py)
 
 Windows longer than a day are read from the tiles: the whole hours after the hour that holds
 t - W, plus the current hour's transactions before the event (ADR 0017). Tile sums are
@@ -25,6 +26,7 @@ from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from ml_model.features.day_window import WindowFields, day_window, exact_total
 from ml_model.features.definitions import (
     CARD_MEAN_WINDOW,
     CARD_RETENTION,
@@ -80,6 +82,8 @@ TILE_RETENTION = CARD_MEAN_WINDOW + LATE_EVENT_SLACK
 # Windows longer than this are read from the hour tiles.
 EXACT_UP_TO = DAY
 _MICRO = 1_000_000
+# What the day's window aggregates: distinct merchants and countries, and the amounts.
+_DAY_FIELDS = WindowFields(distinct=(_merchant, _country), amount=_amount)
 
 
 def empty_card_state() -> CardState:
@@ -129,23 +133,35 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     """Features of a transaction from the card's events that sort before it (never itself).
 
     Windows up to a day are binary searches on the recent list with exact sums of its slices
-    (math.fsum); longer ones are C-level sums over the hour tiles. A transaction costs
-    O(log n) plus its card's last day and busy hours, not a Python loop over 30 days.
+    (math.fsum); a busy card's day (amount, distinct values) comes from its running window
+    when the event is later than every transaction the card holds, else from the day's slice;
+    longer windows are C-level sums over the hour tiles. A transaction costs O(log n) plus its
+    card's last hour (and a quiet card's day), not a Python loop over 30 days.
     """
     t = event.time_ms
     txs = state["tx"]
     pos = bisect_left(txs, (t, event.event_id), key=_order)
     # An entry is in window W when t - W < its time: the first such is bisect_right(t - W).
-    last_day = txs[bisect_right(txs, t - DAY, hi=pos, key=_time) : pos]
-    amounts = list(map(_amount, last_day))
+    day_start = bisect_right(txs, t - DAY, hi=pos, key=_time)
     features: Features = {}
     for count_name, amount_name, width in _EXACT_WINDOWS:
-        start = bisect_right(last_day, t - width, key=_time)
-        features[count_name] = float(len(last_day) - start)
-        features[amount_name] = round(math.fsum(amounts[start:]), 6)
+        start = bisect_right(txs, t - width, lo=day_start, hi=pos, key=_time)
+        features[count_name] = float(pos - start)
+        features[amount_name] = round(math.fsum(map(_amount, txs[start:pos])), 6)
+    # A busy card's running window, for an event later than every transaction it holds (a
+    # late one has transactions after it in the list, not in its day).
+    window = day_window(state, _DAY_FIELDS, t - DAY, pos - day_start) if pos == len(txs) else None
+    if window is not None:
+        day_amount = exact_total(window.amount)
+        merchants, countries = (len(values) for values in window.distinct)
+    else:
+        last_day = txs[day_start:pos]
+        day_amount = math.fsum(map(_amount, last_day))
+        merchants = len(set(map(_merchant, last_day)))
+        countries = len(set(map(_country, last_day)))
     count_name, amount_name, _ = _DAY_WINDOW
-    features[count_name] = float(len(last_day))
-    features[amount_name] = round(math.fsum(amounts), 6)
+    features[count_name] = float(pos - day_start)
+    features[amount_name] = round(day_amount, 6)
     # Tiled windows: the whole hours after the one holding t - W, plus this hour's
     # transactions before the event.
     this_hour = t // HOUR
@@ -160,9 +176,9 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
         hour_count = counts[tiles_end] if here else 0
         hour_micro = sums[tiles_end] if here else 0
     else:
-        in_this_hour = bisect_left(last_day, this_hour * HOUR, key=_time)
-        hour_count = len(last_day) - in_this_hour
-        hour_micro = sum(map(_micro, amounts[in_this_hour:]))
+        in_this_hour = bisect_left(txs, this_hour * HOUR, lo=day_start, hi=pos, key=_time)
+        hour_count = pos - in_this_hour
+        hour_micro = sum(map(_micro, map(_amount, txs[in_this_hour:pos])))
     for count_name, amount_name, width in _TILED_WINDOWS:
         first = bisect_left(hours, (t - width) // HOUR + 1, hi=tiles_end)
         features[count_name] = float(sum(counts[first:tiles_end]) + hour_count)
@@ -185,8 +201,8 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     features["card_seconds_since_prev"] = seconds
     features["card_km_from_prev"] = km
     features["card_kmh_from_prev"] = kmh
-    features["card_merchants_24h"] = float(len(set(map(_merchant, last_day))))
-    features["card_countries_24h"] = float(len(set(map(_country, last_day))))
+    features["card_merchants_24h"] = float(merchants)
+    features["card_countries_24h"] = float(countries)
     first_use = state["dev"].get(event.device) if event.device else None
     seen = first_use is not None and first_use < (t, event.event_id)
     features["card_new_device"] = float(event.device is not None and not seen)
@@ -212,6 +228,8 @@ def apply_card_event(state: CardState, event: FeatureEvent) -> None:
             event.longitude,
         )
         insort(state["tx"], entry, key=_order)
+        if (window := state.get("day")) is not None:
+            window.added(entry)
         _add_to_tile(state, t // HOUR, _micro(entry.amount))
         if event.device:
             first = state["dev"].get(event.device)
@@ -242,7 +260,10 @@ def _prune(state: CardState) -> None:
     # Keep one transaction before the recent ones: the previous of any event after the cut.
     txs, oldest_tx = state["tx"], newest - RECENT_RETENTION
     if len(txs) > 1 and txs[1].time_ms < oldest_tx:
-        del txs[: bisect_left(txs, oldest_tx, key=_time) - 1]
+        cut = bisect_left(txs, oldest_tx, key=_time) - 1
+        if (window := state.get("day")) is not None:
+            window.removed(txs[:cut])
+        del txs[:cut]
     hours, oldest_hour = state["hours"], (newest - TILE_RETENTION) // HOUR
     if hours and hours[0] < oldest_hour:
         cut = bisect_left(hours, oldest_hour)

@@ -41,9 +41,18 @@ def unpack_event(packed: tuple[Any, ...]) -> FeatureEvent:
     return FeatureEvent(*packed)
 
 
+# An entity's day window (ml_model/features/day_window.py) is derived from its recent list and
+# rebuilt on first use: it is not saved.
+_DERIVED = "day"
+
+
+def _saved(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in state.items() if key != _DERIVED}
+
+
 def pack_card(state: dict[str, Any]) -> Packed:
     return {
-        **state,
+        **_saved(state),
         "tx": [tuple(entry) for entry in state["tx"]],
         "dev": {device: tuple(first) for device, first in state["dev"].items()},
         "fail": [tuple(entry) for entry in state["fail"]],
@@ -61,7 +70,7 @@ def unpack_card(packed: Packed) -> dict[str, Any]:
 
 def pack_terminal(state: dict[str, Any]) -> Packed:
     return {
-        **state,
+        **_saved(state),
         "tx": [tuple(entry) for entry in state["tx"]],
         "cb": {
             tx_id: (disputed.tx_time_ms, [tuple(c) for c in disputed.chargebacks])
