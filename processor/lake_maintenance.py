@@ -142,6 +142,8 @@ def _compact_under_lease(
     while True:
         with compaction_lease(uri, holder, aws, LEASE_SECONDS) as lease:
             if lease.taken:
+                # Opens the table again: the compaction must read the version that is current
+                # once the lease is held, not the one `_maintain` read before it.
                 return compact_closed_days(uri, partition, before, target, options) or {}
         left = deadline - time.monotonic()
         if left <= 0:

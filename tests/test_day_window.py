@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -97,9 +99,18 @@ def _batches(events: list[FeatureEvent], seed: int) -> list[list[FeatureEvent]]:
     return batches
 
 
-def _run(update, fresh, batches):  # type: ignore[no-untyped-def]
+Update = Callable[
+    [dict[str, Any], list[FeatureEvent]],
+    tuple[dict[str, Any], list[tuple[FeatureEvent, dict[str, float]]]],
+]
+Seen = list[tuple[FeatureEvent, dict[str, float], list[FeatureEvent]]]
+
+
+def _run(
+    update: Update, fresh: Callable[[], dict[str, Any]], batches: list[list[FeatureEvent]]
+) -> tuple[dict[str, Any], Seen]:
     """Each transaction's features and the transactions applied before it, batch by batch."""
-    state, applied, seen = fresh(), [], []
+    state, applied, seen = fresh(), list[FeatureEvent](), Seen()
     for batch in batches:
         batch = sorted(batch, key=lambda e: e.key)
         state, out = update(state, batch)
