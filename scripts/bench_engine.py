@@ -2,6 +2,7 @@
 
     python -m scripts.bench_engine [--transactions 200000] [--customers 1400] [--batch 40000]
                                    [--shards 4] [--repeats 3] [--label TEXT]
+    python -m scripts.bench_engine --rate 1000 [--seconds 600] [--repeats 1]
 
 Generates a seeded stream, parses it as the source does (processor/parse.py's ContractParser,
 one Arrow batch per micro-batch of `--batch` records, each card's records on one of `--shards`
@@ -16,6 +17,12 @@ best and median µs per event over the steady batches (all but the first), each 
 changelog milliseconds, the snapshot's bytes and encode / decode milliseconds, a digest of every
 transaction's features (equal digests: the same features), and the load average before and
 after.
+
+With `--rate`, the stream is the latency runs' instead (scripts/bench_streams.py): `--rate`
+events a second for `--seconds`, stamped with their send time, one batch a second. Its whole
+event time falls within the run, so every entity's short windows fill as the run goes on: the
+per-batch cost minute by minute says whether the engine's cost follows the state (ADR 0030).
+Saved to bench-results/engine-at-rate.json, with each minute's median milliseconds a batch.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ import statistics
 import tempfile
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from config.cli import configure_logging, new_parser, run_cli
+from config.cli import at_least, configure_logging, new_parser, run_cli
 from ml_model.features import FEATURE_NAMES, from_arrow
 from processor.arrow_rows import rows_of
 from processor.checkpoint_files import CheckpointFiles
@@ -40,10 +48,13 @@ from processor.engine.state import decode_state, encode_state
 from processor.heap import HeapKeeper
 from processor.parse import ContractParser
 from producer.generator import GeneratorOptions, TransactionGenerator
+from producer.records import OutgoingRecord
 from scripts.bench_results import RESULTS, save_results
+from scripts.bench_streams import latency_records, restamped
 
 KEY_ENV = "FRAUD_BENCH_TOKEN_KEY"
 MINUTE, DAY = 60_000, 86_400_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the --rate stream's first stamp
 # The job's defaults (config/default.yaml): watermark 10 minutes, idle shard 1 minute, dedupe
 # 35 days.
 SETTINGS = EngineSettings(
@@ -58,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=40_000, help="records per micro-batch")
     parser.add_argument("--shards", type=int, default=4, help="shards the cards spread over")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs")
+    parser.add_argument(
+        "--rate", type=at_least(1), default=None, help="the latency runs' stream at this rate/s"
+    )
+    parser.add_argument(
+        "--seconds", type=at_least(1), default=600, help="how long a stream --rate makes"
+    )
     parser.add_argument("--label", default="", help="a note saved with the figures")
     return parser
 
@@ -67,11 +84,35 @@ def parsed_batches(transactions: int, customers: int, size: int, shards: int) ->
     generator = TransactionGenerator(
         GeneratorOptions(seed=5, num_transactions=transactions, num_customers=customers)
     )
+    return _parsed(generator.records(), size, shards)
+
+
+def batches_at_rate(rate: int, seconds: int, shards: int) -> list[pa.Table]:
+    """The latency runs' stream (scripts/bench_streams.py), `rate` events a second for
+    `seconds`, each stamped with its send time (ten ticks a second, as the producer sends):
+    one batch a second, what the job's 1-second trigger reads when it keeps up."""
+    records = latency_records()
+    per_tick = max(1, rate // 10)
+
+    def stamped() -> Iterator[OutgoingRecord]:
+        for tick in range(seconds * 10):
+            now_ms = T0 + tick * 100
+            for _ in range(per_tick):
+                record = restamped(next(records), now_ms)
+                record.send_time_ms = now_ms
+                yield record
+
+    return _parsed(stamped(), per_tick * 10, shards)
+
+
+def _parsed(records: Iterable[OutgoingRecord], size: int, shards: int) -> list[pa.Table]:
+    """`records` parsed as the source hands them over, `size` a batch, each card's on one of
+    `shards` shards in order."""
     sequences = [0] * shards
     columns: dict[str, list[object]] = {
         name: [] for name in ("data", "shardId", "partitionKey", "sequenceNumber", "arrivalMs")
     }
-    for record in generator.records():
+    for record in records:
         shard = zlib.crc32(record.partition_key.encode()) % shards
         sequences[shard] += 1
         columns["data"].append(record.data)
@@ -151,7 +192,10 @@ def run_once(batches: list[pa.Table]) -> Run:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
-    batches = parsed_batches(args.transactions, args.customers, args.batch, args.shards)
+    if args.rate:
+        batches = batches_at_rate(args.rate, args.seconds, args.shards)
+    else:
+        batches = parsed_batches(args.transactions, args.customers, args.batch, args.shards)
     load_before = os.getloadavg()
     runs = [run_once(batches) for _ in range(args.repeats)]
     digests = {run.digest for run in runs}
@@ -174,7 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
-    save_results(results, RESULTS / "engine.json")
+    if args.rate:
+        results["rate_per_s"] = args.rate
+        # Each minute's median: a slope here is a cost that follows the state.
+        results["median_ms_per_batch_by_minute"] = [
+            [
+                round(statistics.median(run.engine_ms[i : i + 60]))
+                for i in range(0, len(batches), 60)
+            ]
+            for run in runs
+        ]
+    save_results(results, RESULTS / ("engine-at-rate.json" if args.rate else "engine.json"))
     return 0
 
 

@@ -43,13 +43,12 @@ from processor.metrics import batch_summary
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
 from processor.spark_session import build_spark
-from producer.contract import encode_event, format_epoch_ms
 from producer.generator import GeneratorOptions, TransactionGenerator
 from producer.kinesis_writer import KinesisWriter
-from producer.records import OutgoingRecord
 from producer.stats import SendStats
 from scripts import bench_baseline
 from scripts.bench_results import RESULTS, save_results
+from scripts.bench_streams import latency_records, restamped
 from scripts.local_aws import LocalAws, free_port, start, stop
 from scripts.setup_aws import ensure_alerts_table, ensure_stream
 
@@ -88,15 +87,14 @@ def send_at_rate(settings: Settings, rate: int, duration: float, sent: Any) -> N
     the driver's process its Python competed with the job's for the GIL (py-spy: 41% of the
     driver process's samples were the sender's)."""
     sender = _writer(settings)
-    options = GeneratorOptions(seed=8, num_transactions=None, fraud_rate=0.05)
-    records = (r for r in TransactionGenerator(options).records() if r.event_type != "chargeback")
+    records = latency_records()
     tick = 0.1
     per_tick = max(1, int(rate * tick))
     next_at = time.monotonic()
     ends_at = next_at + duration
     while time.monotonic() < ends_at:
         now_ms = int(time.time() * 1000)
-        sender.put(_restamped(next(records), now_ms) for _ in range(per_tick))
+        sender.put(restamped(next(records), now_ms) for _ in range(per_tick))
         sender.flush()
         sent.value = sender.stats.sent
         next_at += tick
@@ -282,13 +280,6 @@ def throughput(
         # walCommit, commitOffsets, ...): what a batch pays besides the sink.
         "spark_ms_per_batch": [p["durationMs"] for p in query.recentProgress if p["numInputRows"]],
     }
-
-
-def _restamped(record: OutgoingRecord, now_ms: int) -> OutgoingRecord:
-    event = json.loads(record.data)
-    event["event_time"] = format_epoch_ms(now_ms)
-    record.data = encode_event(event)
-    return record
 
 
 def latency(

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from scripts import bench_density, bench_engine, bench_lake
@@ -44,6 +45,26 @@ def test_the_engine_bench_times_every_batch_and_digests_the_same_features(
     assert bench_engine.main(args) == 0
     second = json.loads((tmp_path / "bench-results" / "engine.json").read_text())
     assert second["features_digest"] == first["features_digest"]
+
+
+def test_the_engine_bench_at_a_rate_replays_the_latency_stream_a_batch_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--rate: `rate` events a batch, stamped within their second, and each minute's median."""
+    monkeypatch.chdir(tmp_path)
+    batches = bench_engine.batches_at_rate(50, 3, shards=2)
+    assert [table.num_rows for table in batches] == [50, 50, 50]
+    for second, table in enumerate(batches):
+        stamps = table.column("event_time").cast(pa.int64()).to_pylist()
+        begins = (bench_engine.T0 + second * 1000) * 1000  # µs
+        assert min(stamps) == begins and max(stamps) == begins + 900_000
+    args = ["--rate", "40", "--seconds", "130", "--repeats", "1", "--label", "r"]
+    assert bench_engine.main(args) == 0
+    saved = json.loads((tmp_path / "bench-results" / "engine-at-rate.json").read_text())
+    assert saved["rate_per_s"] == 40 and saved["records"] == 40 * 130
+    assert [len(run) for run in saved["ms_per_batch"]] == [130]
+    assert [len(run) for run in saved["median_ms_per_batch_by_minute"]] == [3]
+    assert not (tmp_path / "bench-results" / "engine.json").exists()
 
 
 def test_the_density_bench_times_a_card_and_a_terminal_at_each_density(
