@@ -22,6 +22,7 @@ import config.lake
 from config.exceptions import StateFormatError
 from ml_model.features import compute_features, from_arrow, from_row
 from ml_model.features.definitions import CARD, TERMINAL
+from ml_model.features.running_window import WINDOWS
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine import state as state_module
@@ -310,8 +311,10 @@ def test_replay_after_a_crash_reads_what_the_previous_batch_left(tmp_path: Path)
 
 
 def _saved(entities: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Entity states without their day windows: derived, rebuilt on use, never saved."""
-    return {key: {k: v for k, v in state.items() if k != "day"} for key, state in entities.items()}
+    """Entity states without their running windows: derived, rebuilt on use, never saved."""
+    return {
+        key: {k: v for k, v in state.items() if k != WINDOWS} for key, state in entities.items()
+    }
 
 
 def _same_state(loaded: EngineState, kept: EngineState | None) -> None:

@@ -12,7 +12,8 @@ State is a dict of named entries (picklable, compact), one per card:
     dev:    {device_id: FirstUse}       first use of each device
     fail:   [FailedLogin, ...]          failed logins, sorted
     max:    newest event time seen (drives pruning)
-    day:    DayWindow of the last day's transactions (derived, not saved; day_window.py)
+    windows: {width: RunningWindow} of a busy card's 10-minute, 1-hour and 24-hour windows
+            (derived, not saved; running_window.py)
 
 Windows longer than a day are read from the tiles: the whole hours after the hour that holds
 t - W, plus the current hour's transactions before the event (ADR 0017). Tile sums are
@@ -26,7 +27,6 @@ from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from ml_model.features.day_window import WindowFields, day_window, exact_total
 from ml_model.features.definitions import (
     CARD_MEAN_WINDOW,
     CARD_RETENTION,
@@ -38,6 +38,13 @@ from ml_model.features.definitions import (
     MIN_TRAVEL_GAP,
 )
 from ml_model.features.events import AUTH, TRANSACTION, FeatureEvent
+from ml_model.features.running_window import (
+    WindowFields,
+    entries_pruned,
+    entry_added,
+    exact_total,
+    running_window,
+)
 
 CardState = dict[str, Any]
 Features = dict[str, float]
@@ -82,7 +89,9 @@ TILE_RETENTION = CARD_MEAN_WINDOW + LATE_EVENT_SLACK
 # Windows longer than this are read from the hour tiles.
 EXACT_UP_TO = DAY
 _MICRO = 1_000_000
-# What the day's window aggregates: distinct merchants and countries, and the amounts.
+# What the running windows aggregate: the amounts (10 minutes, 1 hour), and distinct merchants
+# and countries too (24 hours).
+_AMOUNT_FIELDS = WindowFields(distinct=(), amount=_amount)
 _DAY_FIELDS = WindowFields(distinct=(_merchant, _country), amount=_amount)
 
 
@@ -132,25 +141,37 @@ assert all(DAY < width for *_, width in _TILED_WINDOWS)
 def card_features(state: CardState, event: FeatureEvent) -> Features:
     """Features of a transaction from the card's events that sort before it (never itself).
 
-    Windows up to a day are binary searches on the recent list with exact sums of its slices
-    (math.fsum); a busy card's day (amount, distinct values) comes from its running window
-    when the event is later than every transaction the card holds, else from the day's slice;
-    longer windows are C-level sums over the hour tiles. A transaction costs O(log n) plus its
-    card's last hour (and a quiet card's day), not a Python loop over 30 days.
+    Counts of windows up to a day are binary searches on the recent list. Their amounts (and
+    the day's distinct values) come from the card's running window of that width when the
+    window is busy and the event is later than every transaction the card holds, else from the
+    window's slice (exact sums: math.fsum). Longer windows are C-level sums over the hour
+    tiles. A transaction costs O(log n) plus the short windows of a quiet card, not a Python
+    loop over its busy hours or 30 days.
     """
     t = event.time_ms
     txs = state["tx"]
     pos = bisect_left(txs, (t, event.event_id), key=_order)
     # An entry is in window W when t - W < its time: the first such is bisect_right(t - W).
     day_start = bisect_right(txs, t - DAY, hi=pos, key=_time)
+    # A busy card's running windows serve an event later than every transaction it holds (a
+    # late one has transactions after it in the list, not in its windows).
+    in_order = pos == len(txs)
     features: Features = {}
     for count_name, amount_name, width in _EXACT_WINDOWS:
         start = bisect_right(txs, t - width, lo=day_start, hi=pos, key=_time)
         features[count_name] = float(pos - start)
-        features[amount_name] = round(math.fsum(map(_amount, txs[start:pos])), 6)
-    # A busy card's running window, for an event later than every transaction it holds (a
-    # late one has transactions after it in the list, not in its day).
-    window = day_window(state, _DAY_FIELDS, t - DAY, pos - day_start) if pos == len(txs) else None
+        window = (
+            running_window(state, width, _AMOUNT_FIELDS, t - width, pos - start)
+            if in_order
+            else None
+        )
+        total = (
+            exact_total(window.amount)
+            if window is not None
+            else math.fsum(map(_amount, txs[start:pos]))
+        )
+        features[amount_name] = round(total, 6)
+    window = running_window(state, DAY, _DAY_FIELDS, t - DAY, pos - day_start) if in_order else None
     if window is not None:
         day_amount = exact_total(window.amount)
         merchants, countries = (len(values) for values in window.distinct)
@@ -168,7 +189,7 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
     hours, counts, sums = state["hours"], state["counts"], state["sums"]
     tiles_end = bisect_left(hours, this_hour)
     newest = state["max"]
-    if pos == len(txs) and (newest is None or this_hour * HOUR >= newest - RECENT_RETENTION):
+    if in_order and (newest is None or this_hour * HOUR >= newest - RECENT_RETENTION):
         # Every transaction the card holds sorts before the event and none of this hour's was
         # pruned, so this hour's tile is exactly its transactions before the event (integer
         # sums: the same whatever the order). The usual case: events in order.
@@ -228,8 +249,7 @@ def apply_card_event(state: CardState, event: FeatureEvent) -> None:
             event.longitude,
         )
         insort(state["tx"], entry, key=_order)
-        if (window := state.get("day")) is not None:
-            window.added(entry)
+        entry_added(state, entry)
         _add_to_tile(state, t // HOUR, _micro(entry.amount))
         if event.device:
             first = state["dev"].get(event.device)
@@ -261,8 +281,7 @@ def _prune(state: CardState) -> None:
     txs, oldest_tx = state["tx"], newest - RECENT_RETENTION
     if len(txs) > 1 and txs[1].time_ms < oldest_tx:
         cut = bisect_left(txs, oldest_tx, key=_time) - 1
-        if (window := state.get("day")) is not None:
-            window.removed(txs[:cut])
+        entries_pruned(state, txs, cut)
         del txs[:cut]
     hours, oldest_hour = state["hours"], (newest - TILE_RETENTION) // HOUR
     if hours and hours[0] < oldest_hour:

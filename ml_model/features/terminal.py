@@ -8,7 +8,8 @@ State is a dict of named entries (picklable, compact), one per terminal:
     counts: [int, ...]                    and how many each: the 38 days the risk windows read
     cb:     {transaction_id: Disputed}    the chargebacks each transaction has had
     max:    newest event time seen
-    day:    DayWindow of the last day's distinct cards (derived, not saved; day_window.py)
+    windows: {width: RunningWindow} of a busy terminal's distinct cards in 1 and 24 hours
+            (derived, not saved; running_window.py)
 
 The risk windows are whole hours, so a terminal keeps one small integer per busy hour for its
 38 days instead of every transaction (ADR 0017).
@@ -20,7 +21,6 @@ from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from ml_model.features.day_window import WindowFields, day_window
 from ml_model.features.definitions import (
     HOUR,
     LABEL_DELAY,
@@ -31,6 +31,13 @@ from ml_model.features.definitions import (
     TERMINAL_WINDOWS,
 )
 from ml_model.features.events import CHARGEBACK, TRANSACTION, FeatureEvent
+from ml_model.features.running_window import (
+    RunningWindow,
+    WindowFields,
+    entries_pruned,
+    entry_added,
+    running_window,
+)
 
 TerminalState = dict[str, Any]
 Features = dict[str, float]
@@ -95,17 +102,16 @@ _HOUR_WINDOW, _DAY_WINDOW = TERMINAL_WINDOWS["1h"], TERMINAL_WINDOWS["24h"]
 _RISK_FEATURES = {"1d": "terminal_risk_1d", "7d": "terminal_risk_7d", "30d": "terminal_risk_30d"}
 _NO_RISK = dict.fromkeys(_RISK_FEATURES.values(), 0.0)
 _card = itemgetter(2)
-_DAY_FIELDS = WindowFields(distinct=(_card,))
+_CARD_FIELDS = WindowFields(distinct=(_card,))
 
 
 def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     """Traffic from the terminal's recent transactions; risk from its hour tiles and chargebacks.
 
-    Counts come from binary searches on the time-sorted recent list; distinct cards from the
-    last hour's slice, and the day's from a busy terminal's running window (else the day's
-    slice); risk from C-level sums over the tiles and the (few) chargebacks. So a busy
-    terminal costs O(log n) plus its last hour and its labels, not its last day or its 38-day
-    history.
+    Counts come from binary searches on the time-sorted recent list; distinct cards from a
+    busy terminal's running windows (else the window's slice); risk from C-level sums over the
+    tiles and the (few) chargebacks. So a terminal costs O(log n) plus its labels (and a quiet
+    terminal's day), not its busy hours or its 38-day history.
     Without a confirmed chargeback in its windows a terminal's risk is 0 whatever its traffic,
     so its tiles are not read (most terminals, on most transactions).
     """
@@ -116,24 +122,16 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     # The last hour's entries are among the last day's.
     hour_start = bisect_right(txs, t - _HOUR_WINDOW, hi=pos, key=_time)
     day_start = bisect_right(txs, t - _DAY_WINDOW, hi=hour_start, key=_time)
-    cards = set(map(_card, txs[hour_start:pos]))
-    cards_1h = len(cards)
-    # A busy terminal's running window, for an event later than every transaction it holds.
-    window = (
-        day_window(state, _DAY_FIELDS, t - _DAY_WINDOW, pos - day_start)
-        if pos == len(txs)
-        else None
-    )
-    if window is not None:
-        cards_24h = len(window.distinct[0])
-    else:
-        cards.update(map(_card, txs[day_start:hour_start]))
-        cards_24h = len(cards)
+    # A busy terminal's running windows, for an event later than every transaction it holds.
+    hour = day = None
+    if pos == len(txs):
+        hour = running_window(state, _HOUR_WINDOW, _CARD_FIELDS, t - _HOUR_WINDOW, pos - hour_start)
+        day = running_window(state, _DAY_WINDOW, _CARD_FIELDS, t - _DAY_WINDOW, pos - day_start)
     features: Features = {
         "terminal_tx_count_1h": float(pos - hour_start),
         "terminal_tx_count_24h": float(pos - day_start),
-        "terminal_cards_1h": float(cards_1h),
-        "terminal_cards_24h": float(cards_24h),
+        "terminal_cards_1h": float(_distinct_cards(hour, txs, hour_start, pos)),
+        "terminal_cards_24h": float(_distinct_cards(day, txs, day_start, pos)),
     }
     if not state["cb"]:
         features.update(_NO_RISK)
@@ -156,13 +154,21 @@ def terminal_features(state: TerminalState, event: FeatureEvent) -> Features:
     return features
 
 
+def _distinct_cards(
+    window: RunningWindow | None, txs: list[TerminalTx], start: int, end: int
+) -> int:
+    """Distinct cards of the window txs[start:end]: from its running window if it has one."""
+    if window is not None:
+        return len(window.distinct[0])
+    return len(set(map(_card, txs[start:end])))
+
+
 def apply_terminal_event(state: TerminalState, event: FeatureEvent) -> None:
     t = event.time_ms
     if event.kind == TRANSACTION:
         entry = TerminalTx(t, event.event_id, event.card)
         insort(state["tx"], entry, key=_order)
-        if (window := state.get("day")) is not None:
-            window.added(entry)
+        entry_added(state, entry)
         _count_in_tile(state, t // HOUR)
     elif event.kind == CHARGEBACK and event.transaction_id is not None:
         tx_time = event.transaction_time_ms if event.transaction_time_ms is not None else t
@@ -189,8 +195,7 @@ def _prune(state: TerminalState) -> None:
     txs, oldest_tx = state["tx"], newest - RECENT_RETENTION
     if txs and txs[0].time_ms < oldest_tx:
         cut = bisect_left(txs, oldest_tx, key=_time)
-        if (window := state.get("day")) is not None:
-            window.removed(txs[:cut])
+        entries_pruned(state, txs, cut)
         del txs[:cut]
     first_hour = (newest - TILE_RETENTION) // HOUR
     if state["hours"] and state["hours"][0] < first_hour:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ml_model.features.card import CardTx, FailedLogin, FirstUse
 from ml_model.features.events import FeatureEvent
+from ml_model.features.running_window import WINDOWS
 from ml_model.features.terminal import Chargeback, Disputed, TerminalTx
 
 Packed = dict[str, Any]
@@ -41,13 +42,10 @@ def unpack_event(packed: tuple[Any, ...]) -> FeatureEvent:
     return FeatureEvent(*packed)
 
 
-# An entity's day window (ml_model/features/day_window.py) is derived from its recent list and
-# rebuilt on first use: it is not saved.
-_DERIVED = "day"
-
-
 def _saved(state: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in state.items() if key != _DERIVED}
+    # An entity's running windows (ml_model/features/running_window.py) are derived from its
+    # recent list and rebuilt on first use: they are not saved.
+    return {key: value for key, value in state.items() if key != WINDOWS}
 
 
 def pack_card(state: dict[str, Any]) -> Packed:

@@ -1,20 +1,21 @@
-"""Running aggregates of an entity's last day, kept beside its recent list.
+"""Running aggregates of an entity's short windows, kept beside its recent list.
 
-A card's 24-hour features (amount, distinct merchants and countries) and a terminal's distinct
-cards over 24 hours were read from the day's slice of the recent list on every transaction:
-their cost followed the entity's density (a card with 300 transactions a day paid 71-101 µs
-per event against 39-40 with 10; docs/decisions/0029). A `DayWindow` holds those aggregates for the
-entries newer than its `cut` (time > cut), and moves its cut forward with the events, so an event
-later than everything its entity holds reads them in O(1) plus the entries that left the day.
-Keeping a window costs each entry an update on the way in and one on the way out, more than
-reading a short slice, so an entity has one only while its day is dense: from `DENSE_FROM`
-entries, dropped below `SPARSE_BELOW` (docs/decisions/0029).
+A card's windows up to a day (the 10-minute and 1-hour amounts; the 24-hour amount, distinct
+merchants and countries) and a terminal's distinct cards over 1 and 24 hours were read from the
+window's slice of the recent list on every transaction: their cost followed the entity's density
+(docs/decisions/0029 for the day, 0030 for the shorter windows). A `RunningWindow` holds those
+aggregates for the entries newer than its `cut` (time > cut), and moves its cut forward with the
+events, so an event later than everything its entity holds reads them in O(1) plus the entries
+that left the window. Keeping a window costs each entry an update on the way in and one on the
+way out, more than reading a short slice, so an entity keeps one per window width only while
+that window is dense: from `DENSE_FROM` entries, dropped below `SPARSE_BELOW` (ADR 0029).
 
-The window is derived data, rebuilt from the recent list when missing: it is not saved with the
-state (processor/engine/packing.py), and an event that sorts before some entry of the list (a
-late one) is computed from the slice as before. Both paths give the same values: the window
-sums amounts exactly, as integers in units of 2**-1074 (the finest step a float has), and its
-total is that sum correctly rounded, which is what `math.fsum` returns for the slice.
+The windows are derived data, rebuilt from the recent list when missing: they are not saved
+with the state (`WINDOWS`, processor/engine/packing.py), and an event that sorts before some
+entry of the list (a late one) is computed from the slice as before. Both paths give the same
+values: a window sums amounts exactly, as integers in units of 2**-1074 (the finest step a
+float has), and its total is that sum correctly rounded, which is what `math.fsum` returns for
+the slice.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from operator import itemgetter
 from typing import Any
 
 _time = itemgetter(0)
-# A window is built when the day holds this many entries, and dropped below the second figure
+# The state's key of an entity's windows, {width in ms: RunningWindow}: derived, never saved.
+WINDOWS = "windows"
+# A window is built when it holds this many entries, and dropped below the second figure
 # (apart, so that an entity near the edge does not build and drop one on every event).
 DENSE_FROM = 64
 SPARSE_BELOW = 16
@@ -57,7 +60,7 @@ class WindowFields:
     amount: Callable[[Any], float] | None = None
 
 
-class DayWindow:
+class RunningWindow:
     """Aggregates of the entries of a time-sorted list with time > `cut`: how many, the exact
     sum of their amounts (`exact`), and a count per distinct value of each field (zero counts
     removed)."""
@@ -74,7 +77,7 @@ class DayWindow:
             self.add(entry)
 
     @classmethod
-    def of(cls, fields: WindowFields, entries: Sequence[Any], cut: int) -> DayWindow:
+    def of(cls, fields: WindowFields, entries: Sequence[Any], cut: int) -> RunningWindow:
         """The window of `entries` (sorted by time) newer than `cut`."""
         return cls(fields, cut, entries[bisect_right(entries, cut, key=_time) :])
 
@@ -118,21 +121,43 @@ class DayWindow:
             self.remove(entry)
 
 
-def day_window(
-    state: dict[str, Any], fields: WindowFields, cut: int, day_entries: int
-) -> DayWindow | None:
-    """The entity's window of its recent list `state["tx"]` newer than `cut`, for an event later
-    than every entry: kept and moved forward, or built once the day holds `DENSE_FROM`
-    entries (`day_entries`); None while the day is sparse (read its slice instead)."""
-    window: DayWindow | None = state.get("day")
+def running_window(
+    state: dict[str, Any], width: int, fields: WindowFields, cut: int, entries: int
+) -> RunningWindow | None:
+    """The entity's window of width `width` over its recent list `state["tx"]`: the entries
+    newer than `cut`, for an event later than every entry. Kept and moved forward, or built
+    once the window holds `DENSE_FROM` entries (`entries`); None while it is sparse (read its
+    slice instead)."""
+    windows: dict[int, RunningWindow] | None = state.get(WINDOWS)
+    window = windows.get(width) if windows else None
     if window is None:
-        if day_entries < DENSE_FROM:
+        if entries < DENSE_FROM:
             return None
-        window = state["day"] = DayWindow.of(fields, state["tx"], cut)
+        window = RunningWindow.of(fields, state["tx"], cut)
+        state.setdefault(WINDOWS, {})[width] = window
     elif window.cut > cut:
-        window = state["day"] = DayWindow.of(fields, state["tx"], cut)
+        window = state[WINDOWS][width] = RunningWindow.of(fields, state["tx"], cut)
     else:
         window.advance(state["tx"], cut)
     if window.count < SPARSE_BELOW:
-        del state["day"]  # still right for this event; the next ones read the slice
+        # Still right for this event; the next ones read the slice.
+        windows = state[WINDOWS]
+        del windows[width]
+        if not windows:
+            del state[WINDOWS]
     return window
+
+
+def entry_added(state: dict[str, Any], entry: Any) -> None:
+    """An entry was inserted in the entity's recent list: its windows count it."""
+    if windows := state.get(WINDOWS):
+        for window in windows.values():
+            window.added(entry)
+
+
+def entries_pruned(state: dict[str, Any], entries: Sequence[Any], end: int) -> None:
+    """The first `end` entries of the entity's recent list `entries` are about to be deleted."""
+    if windows := state.get(WINDOWS):
+        pruned = entries[:end]
+        for window in windows.values():
+            window.removed(pruned)
