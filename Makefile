@@ -80,6 +80,7 @@ bench: venv jars ## Run the benchmarks; figures are printed and saved under benc
 	$(PY) -m scripts.bench_features
 	$(PY) -m scripts.bench_density
 	$(PY) -m scripts.bench_engine
+	$(PY) -m scripts.bench_engine --rate 1000 --repeats 1
 	$(PY) -m scripts.bench_lake
 
 train: venv ## Train the model on generated history into the profile's model path.
