@@ -62,6 +62,14 @@ SETTINGS = EngineSettings(
 )
 
 
+def _tens(text: str) -> int:
+    """--rate: a positive multiple of 10 (the stream is sent in ten ticks a second)."""
+    rate = at_least(10)(text)
+    if rate % 10:
+        raise argparse.ArgumentTypeError(f"not a multiple of 10: {rate}")
+    return rate
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("scripts.bench_engine", __doc__)
     parser.add_argument("--transactions", type=int, default=200_000, help="transactions generated")
@@ -70,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards", type=int, default=4, help="shards the cards spread over")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs")
     parser.add_argument(
-        "--rate", type=at_least(1), default=None, help="the latency runs' stream at this rate/s"
+        "--rate", type=_tens, default=None, help="the latency runs' stream at this rate/s"
     )
     parser.add_argument(
         "--seconds", type=at_least(1), default=600, help="how long a stream --rate makes"
@@ -88,11 +96,11 @@ def parsed_batches(transactions: int, customers: int, size: int, shards: int) ->
 
 
 def batches_at_rate(rate: int, seconds: int, shards: int) -> list[pa.Table]:
-    """The latency runs' stream (scripts/bench_streams.py), `rate` events a second for
-    `seconds`, each stamped with its send time (ten ticks a second, as the producer sends):
-    one batch a second, what the job's 1-second trigger reads when it keeps up."""
+    """The latency runs' stream (scripts/bench_streams.py), `rate` events a second (a multiple
+    of 10) for `seconds`, each stamped with its send time (ten ticks a second, as the producer
+    sends): one batch a second, what the job's 1-second trigger reads when it keeps up."""
     records = latency_records()
-    per_tick = max(1, rate // 10)
+    per_tick = rate // 10
 
     def stamped() -> Iterator[OutgoingRecord]:
         for tick in range(seconds * 10):

@@ -65,6 +65,9 @@ def test_the_engine_bench_at_a_rate_replays_the_latency_stream_a_batch_a_second(
     assert [len(run) for run in saved["ms_per_batch"]] == [130]
     assert [len(run) for run in saved["median_ms_per_batch_by_minute"]] == [3]
     assert not (tmp_path / "bench-results" / "engine.json").exists()
+    with pytest.raises(SystemExit) as refused:  # ten ticks a second: a multiple of 10
+        bench_engine.main(["--rate", "15"])
+    assert refused.value.code == 2
 
 
 def test_the_density_bench_times_a_card_and_a_terminal_at_each_density(
