@@ -431,6 +431,26 @@ def test_snapshots_land_from_a_child_and_a_failed_one_loses_nothing(tmp_path: Pa
     _same_state(StateStore(files).load(1), failing.state)
 
 
+class _NicenessOfWriter(CheckpointFiles):
+    """Leaves, beside each snapshot, the niceness of the process that wrote it."""
+
+    def put(self, name: str, body: bytes) -> None:
+        if name.endswith(".snapshot"):
+            super().put(f"{name}.niceness", str(os.nice(0)).encode())
+        super().put(name, body)
+
+
+def test_the_snapshot_child_runs_at_the_lowest_priority(tmp_path: Path) -> None:
+    # The batches after a snapshot ran slower while its child took a core from them.
+    files = _NicenessOfWriter(str(tmp_path))
+    eng = FeatureEngine(StateStore(files), SETTINGS)
+    run(eng, [tx(1, 1.0)], 0)
+    eng.store.wait_for_snapshot()
+    written_at = int(files.get("engine_state/0.snapshot.niceness"))
+    assert written_at == min(os.nice(0) + state_module.SNAPSHOT_NICENESS, 19)
+    assert os.nice(0) < 19  # the parent keeps its own priority
+
+
 class _HangingSnapshots(CheckpointFiles):
     def put(self, name: str, body: bytes) -> None:
         if name.endswith(".snapshot"):
