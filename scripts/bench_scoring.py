@@ -292,12 +292,23 @@ def latency(
     committed: list[int] = []
     alerted: list[int] = []
     phases: dict[int, dict[str, int]] = {}  # batch id -> the sink's split (ms)
+    # batch id -> (wall ms since the previous sink ended, the sink's wall ms, its alert steps)
+    walls: dict[int, tuple[int, int, list[int]]] = {}
+    sink_ended = [time.monotonic()]
 
     def timed(batch: Any, batch_id: int) -> None:
+        started = time.monotonic()
         writer(batch, batch_id)
         alerted.extend(writer.stats.arrival_to_alerts_ms)
         committed.extend(writer.stats.arrival_to_commit_ms)
         phases[batch_id] = dict(writer.stats.timings_ms)
+        ended = time.monotonic()
+        walls[batch_id] = (
+            round((started - sink_ended[0]) * 1000),
+            round((ended - started) * 1000),
+            writer.stats.arrival_to_alerts_ms,
+        )
+        sink_ended[0] = ended
 
     query = write(ingest(spark, run), run, timed, False)
     stop_sending = threading.Event()
@@ -374,6 +385,13 @@ def latency(
             }
             for p in sorted(data_batches, key=lambda p: -p["durationMs"]["triggerExecution"])[:3]
         ],
+        # The tail over the whole run (Spark's progress keeps only the last 100 batches): the
+        # batches holding the most transactions above the run's p99 alert step.
+        "tail_batches": tail_batches(
+            _after_warm_up(walls, len(alerted) - len(alert_steps)),
+            phases,
+            percentiles(alert_steps)["p99"],
+        ),
         # The batches whose lake commits waited for a compaction the batch before started
         # (ADR 0028): ms waited, ms of the batch.
         "compactions": [
@@ -387,6 +405,44 @@ def latency(
         ],
         "load_average": os.getloadavg(),
     }
+
+
+def _after_warm_up(
+    walls: dict[int, tuple[int, int, list[int]]], warm_up: int
+) -> dict[int, tuple[int, int, list[int]]]:
+    """The batches after the first `warm_up` transactions (the percentiles leave those out)."""
+    kept, seen = {}, 0
+    for batch in sorted(walls):
+        if seen >= warm_up:
+            kept[batch] = walls[batch]
+        seen += len(walls[batch][2])
+    return kept
+
+
+def tail_batches(
+    walls: dict[int, tuple[int, int, list[int]]],
+    phases: dict[int, dict[str, int]],
+    p99: int | None,
+    count: int = 5,
+) -> list[dict[str, Any]]:
+    """The `count` batches with the most alert steps above `p99`: how many, the longest, the
+    wall time before the sink (Spark's trigger wait, probe and planning) and in it, its split."""
+    if p99 is None:
+        return []
+    above = {batch: sum(ms > p99 for ms in wall[2]) for batch, wall in walls.items()}
+    worst = sorted((batch for batch, n in above.items() if n), key=lambda b: -above[b])[:count]
+    return [
+        {
+            "batch": batch,
+            "transactions": len(walls[batch][2]),
+            "above_p99": above[batch],
+            "max_ms": max(walls[batch][2]),
+            "before_sink_ms": walls[batch][0],
+            "sink_ms": walls[batch][1],
+            **{f"sink_{key}": value for key, value in phases.get(batch, {}).items()},
+        }
+        for batch in worst
+    ]
 
 
 def lag_trend(samples: list[tuple[float, int]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from scripts import bench_density, bench_engine, bench_lake
-from scripts.bench_scoring import cpu_used
+from scripts.bench_scoring import _after_warm_up, cpu_used, tail_batches
 
 
 def test_a_process_read_after_it_exited_keeps_its_role() -> None:
@@ -24,6 +24,21 @@ def test_a_process_read_after_it_exited_keeps_its_role() -> None:
     used = cpu_used(before, readings, seconds=5.0)
     assert used["seconds_by_role"] == {"driver": 5.0, "other": 0.5, "source": 3.5}
     assert used["cores_busy"] == 1.8
+
+
+def test_the_tail_batches_are_those_with_the_most_steps_above_p99_after_the_warm_up() -> None:
+    walls = {
+        0: (15_000, 900, [2500, 2600, 2700]),  # warm-up: left out whatever its latencies
+        1: (100, 800, [900, 2100]),
+        2: (1200, 1500, [2050, 2300, 2400]),
+        3: (90, 700, [1000, 1100]),
+    }
+    phases = {2: {"engine": 400}}
+    tail = tail_batches(_after_warm_up(walls, warm_up=3), phases, p99=2000, count=5)
+    assert [(t["batch"], t["above_p99"], t["max_ms"]) for t in tail] == [(2, 3, 2400), (1, 1, 2100)]
+    assert tail[0]["before_sink_ms"] == 1200 and tail[0]["sink_ms"] == 1500
+    assert tail[0]["sink_engine"] == 400
+    assert tail_batches(walls, phases, p99=None) == []
 
 
 def test_the_engine_bench_times_every_batch_and_digests_the_same_features(
