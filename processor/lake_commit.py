@@ -171,7 +171,10 @@ def compact_table(uri: str, storage_options: Mapping[str, str] | None = None) ->
     if configuration.get("delta.autoOptimize.autoCompact", "").lower() == "false":
         return {}
     target = int(configuration.get("delta.targetFileSize") or COMPACT_TARGET_BYTES)
-    return table.optimize.compact(target_size=target, post_commithook_properties=_NO_HOOKS)
+    # One task: the job's batches run beside it on the other core (ADR 0031).
+    return table.optimize.compact(
+        target_size=target, max_concurrent_tasks=1, post_commithook_properties=_NO_HOOKS
+    )
 
 
 def compact_closed_days(

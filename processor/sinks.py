@@ -191,7 +191,11 @@ def _compact_table(
                 logger.info("%s: %s is compacting it; the next batch asks again", uri,
                             lease.holder or "another holder")  # fmt: skip
                 return False
-            compact_table(uri, options)
+            began = time.perf_counter()
+            metrics = compact_table(uri, options)
+            logger.info("%s: compacted %s files into %s in %.0f ms", uri,
+                        metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0),
+                        (time.perf_counter() - began) * 1000)  # fmt: skip
     except (DeltaError, OSError, BotoCoreError, ClientError) as error:
         logger.warning("%s: compaction failed, the next interval retries: %s", uri, error)
     return True
@@ -238,10 +242,11 @@ class LakeWriter:
         repr=False,
     )
     _compaction: Future[list[bool]] | None = field(default=None, init=False, repr=False)
-    # The tables the running compaction covers, then those it could not (lease held elsewhere):
-    # the next batch asks for them again.
+    # The tables the running compaction covers.
     _compacting: list[str] = field(default_factory=list, init=False, repr=False)
-    _deferred: set[str] = field(default_factory=set, init=False, repr=False)
+    # Tables to compact when no compaction runs: due at an interval while one ran, or refused
+    # (the maintenance held the lease); the next batch that finds none running starts them.
+    _due: set[str] = field(default_factory=set, init=False, repr=False)
 
     def _done(self, step: str, batch_id: int) -> None:
         if self.after_step is not None:
@@ -287,8 +292,6 @@ class LakeWriter:
         self.stats.arrival_to_alerts_ms = [alerted_ms - ms for ms in arrivals[: len(transactions)]]
         clock.lap("alerts")
         self._done("alerts", batch_id)
-        self.wait_for_compaction()
-        clock.lap("compact")
         versions = self._write_tables(tables, batch_id)
         clock.lap("delta")
         self._done("delta", batch_id)
@@ -337,24 +340,36 @@ class LakeWriter:
 
     def _start_compaction(self, versions: dict[str, int | None]) -> None:
         """Compact the tables whose commit this batch reached the interval (ADR 0028), and
-        those the last compaction left to the maintenance's lease, on a thread of its own: it
-        runs while the next batch is read, decided and scored, and that batch's lake commits
-        wait for it (`compact` in the batch's timings)."""
+        those still due, on a thread of its own, one table after another. The next batches
+        commit beside it (delta-rs lands a blind append and a compaction both, ADR 0031): a
+        batch that waited for it held back every event behind it. One compaction at a time;
+        tables due while one runs are started by the first batch that finds it ended."""
         aws = self.engine.store.files
-        due = {delta_uri(self.lake_path, name) for name, v in versions.items() if compaction_due(v)}
-        self._compacting = sorted(due | self._deferred)
-        if self._compacting:
+        due = (table for table, version in versions.items() if compaction_due(version))
+        self._due |= {delta_uri(self.lake_path, table) for table in due}
+        if self._compaction is not None:
+            if not self._compaction.done():
+                return
+            self.wait_for_compaction()
+        if self._due:
+            self._compacting, self._due = sorted(self._due), set()
             holder = f"processor.job query {self.query_id}"
             jobs = [(uri, commit_options_for(uri, aws), aws, holder) for uri in self._compacting]
-            self._compaction = self._compactor.submit(_at_once, _compact_table, jobs)
+            self._compaction = self._compactor.submit(_one_by_one, _compact_table, jobs)
 
     def wait_for_compaction(self) -> None:
-        """Return once the compaction the last batch started has ended (the job calls it before
-        it exits, so no compaction is cut short)."""
+        """Return once the running compaction (if any) has ended; tables it was refused stay
+        due. The job calls it before it exits, so no compaction is cut short."""
         compaction, self._compaction = self._compaction, None
         if compaction is not None:
             done = compaction.result()
-            self._deferred = {uri for uri, ok in zip(self._compacting, done, strict=True) if not ok}
+            self._due |= {uri for uri, ok in zip(self._compacting, done, strict=True) if not ok}
+
+
+def _one_by_one(call: Callable[..., T], jobs: list[tuple[Any, ...]]) -> list[T]:
+    """`call(*args)` for each of `jobs` in turn: a compaction takes one core at most, the
+    batches running beside it the other."""
+    return [call(*args) for args in jobs]
 
 
 def _at_once(call: Callable[..., T], jobs: list[tuple[Any, ...]]) -> list[T]:

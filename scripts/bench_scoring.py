@@ -392,17 +392,6 @@ def latency(
             phases,
             percentiles(alert_steps)["p99"],
         ),
-        # The batches whose lake commits waited for a compaction the batch before started
-        # (ADR 0028): ms waited, ms of the batch.
-        "compactions": [
-            {
-                "batch": p["batchId"],
-                "compact_ms": phases[p["batchId"]]["compact"],
-                "trigger_ms": p["durationMs"]["triggerExecution"],
-            }
-            for p in data_batches
-            if phases.get(p["batchId"], {}).get("compact", 0) > 0
-        ],
         "load_average": os.getloadavg(),
     }
 

@@ -247,3 +247,37 @@ def test_the_sink_asks_again_at_the_next_batch_for_a_table_it_was_refused(
     assert ids(uri) == batch_ids(0, 1, 2)
     writer._start_compaction({"transactions": COMPACT_INTERVAL + 2})
     assert writer._compaction is None  # asked once, then only at the next interval
+
+
+@pytest.mark.integration
+def test_a_compaction_runs_beside_the_next_batches_one_at_a_time(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch no longer waits for the compaction the batch before started (ADR 0031); a table
+    due while one runs is compacted by the first batch that finds it ended."""
+    release, compacted = threading.Event(), []
+
+    def compacting(uri: str, options: Any, aws: Any, holder: str) -> bool:
+        compacted.append(uri)
+        return release.wait(30)
+
+    monkeypatch.setattr(sinks, "_compact_table", compacting)
+    writer = lake_writer(settings)
+    writer.query_id = "q1"
+    transactions, labels = (
+        delta_uri(settings.processor.lake_path, table) for table in ("transactions", "labels")
+    )
+    writer._start_compaction({"transactions": COMPACT_INTERVAL})
+    running = writer._compaction
+    assert running is not None
+    writer._start_compaction({"labels": COMPACT_INTERVAL})  # returns without waiting
+    assert writer._compaction is running and not running.done()
+    release.set()
+    running.result(timeout=30)
+    assert compacted == [transactions]
+    writer._start_compaction({"labels": COMPACT_INTERVAL + 1})  # not due itself: labels still is
+    assert writer._compaction is not running
+    writer.wait_for_compaction()
+    assert compacted == [transactions, labels]
+    writer._start_compaction({"labels": COMPACT_INTERVAL + 2})
+    assert writer._compaction is None

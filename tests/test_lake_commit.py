@@ -21,6 +21,7 @@ from config.settings import Settings
 from ml_model.features import FEATURE_NAMES
 from processor import lake_commit, sinks
 from processor.lake_commit import (
+    COMPACT_TARGET_BYTES,
     commit_batch,
     committed_batch,
     compact_table,
@@ -210,6 +211,23 @@ def test_compaction_rewrites_small_files_and_keeps_rows_writer_ids_and_replays(
     assert ids(uri) == batch_ids(*range(7))
     assert compact_table(uri)["numFilesRemoved"] == 4  # the new batch's two files, and two kept
     assert ids(uri) == batch_ids(*range(7))
+
+
+def test_batches_commit_beside_a_compaction_and_both_land(tmp_path: Path) -> None:
+    """The sink no longer waits for a compaction before the next batch's commits (ADR 0031):
+    a compaction planned before three batches committed still lands after them, and every
+    row and the writer's batch are as they were."""
+    uri = batches_committed(tmp_path, 6)
+    planned = DeltaTable(uri)  # the compaction's view, taken before the next batches commit
+    for batch in range(6, 9):
+        assert commit_batch(uri, scored(batch), "event_date", WRITER, batch) == batch
+    metrics = planned.optimize.compact(target_size=COMPACT_TARGET_BYTES, max_concurrent_tasks=1)
+    after = DeltaTable(uri)
+    assert (metrics["numFilesRemoved"], metrics["numFilesAdded"]) == (12, 2)
+    assert after.history(1)[0]["operation"] == "OPTIMIZE" and after.version() == 9
+    assert len(after.file_uris()) == 2 + 6  # compacted, and the three batches' own files
+    assert ids(uri) == batch_ids(*range(9))
+    assert committed_batch(after, WRITER) == 8
 
 
 def test_a_commit_at_every_interval_is_due_for_compaction() -> None:
