@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -292,8 +292,7 @@ def latency(
     committed: list[int] = []
     alerted: list[int] = []
     phases: dict[int, dict[str, int]] = {}  # batch id -> the sink's split (ms)
-    # batch id -> (wall ms since the previous sink ended, the sink's wall ms, its alert steps)
-    walls: dict[int, tuple[int, int, list[int]]] = {}
+    walls: dict[int, BatchWall] = {}
     sink_ended = [time.monotonic()]
 
     def timed(batch: Any, batch_id: int) -> None:
@@ -303,7 +302,7 @@ def latency(
         committed.extend(writer.stats.arrival_to_commit_ms)
         phases[batch_id] = dict(writer.stats.timings_ms)
         ended = time.monotonic()
-        walls[batch_id] = (
+        walls[batch_id] = BatchWall(
             round((started - sink_ended[0]) * 1000),
             round((ended - started) * 1000),
             writer.stats.arrival_to_alerts_ms,
@@ -396,20 +395,26 @@ def latency(
     }
 
 
-def _after_warm_up(
-    walls: dict[int, tuple[int, int, list[int]]], warm_up: int
-) -> dict[int, tuple[int, int, list[int]]]:
+class BatchWall(NamedTuple):
+    """One latency-run batch in wall time."""
+
+    before_sink_ms: int  # since the previous batch's sink ended: trigger wait, probe, planning
+    sink_ms: int
+    alert_steps_ms: list[int]  # arrival -> the batch's alerts written, per transaction
+
+
+def _after_warm_up(walls: dict[int, BatchWall], warm_up: int) -> dict[int, BatchWall]:
     """The batches after the first `warm_up` transactions (the percentiles leave those out)."""
     kept, seen = {}, 0
     for batch in sorted(walls):
         if seen >= warm_up:
             kept[batch] = walls[batch]
-        seen += len(walls[batch][2])
+        seen += len(walls[batch].alert_steps_ms)
     return kept
 
 
 def tail_batches(
-    walls: dict[int, tuple[int, int, list[int]]],
+    walls: dict[int, BatchWall],
     phases: dict[int, dict[str, int]],
     p99: int | None,
     count: int = 5,
@@ -418,16 +423,16 @@ def tail_batches(
     wall time before the sink (Spark's trigger wait, probe and planning) and in it, its split."""
     if p99 is None:
         return []
-    above = {batch: sum(ms > p99 for ms in wall[2]) for batch, wall in walls.items()}
+    above = {batch: sum(ms > p99 for ms in wall.alert_steps_ms) for batch, wall in walls.items()}
     worst = sorted((batch for batch, n in above.items() if n), key=lambda b: -above[b])[:count]
     return [
         {
             "batch": batch,
-            "transactions": len(walls[batch][2]),
+            "transactions": len(walls[batch].alert_steps_ms),
             "above_p99": above[batch],
-            "max_ms": max(walls[batch][2]),
-            "before_sink_ms": walls[batch][0],
-            "sink_ms": walls[batch][1],
+            "max_ms": max(walls[batch].alert_steps_ms),
+            "before_sink_ms": walls[batch].before_sink_ms,
+            "sink_ms": walls[batch].sink_ms,
             **{f"sink_{key}": value for key, value in phases.get(batch, {}).items()},
         }
         for batch in worst

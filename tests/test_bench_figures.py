@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from scripts import bench_density, bench_engine, bench_lake
-from scripts.bench_scoring import _after_warm_up, cpu_used, tail_batches
+from scripts.bench_scoring import BatchWall, _after_warm_up, cpu_used, tail_batches
 
 
 def test_a_process_read_after_it_exited_keeps_its_role() -> None:
@@ -28,10 +28,10 @@ def test_a_process_read_after_it_exited_keeps_its_role() -> None:
 
 def test_the_tail_batches_are_those_with_the_most_steps_above_p99_after_the_warm_up() -> None:
     walls = {
-        0: (15_000, 900, [2500, 2600, 2700]),  # warm-up: left out whatever its latencies
-        1: (100, 800, [900, 2100]),
-        2: (1200, 1500, [2050, 2300, 2400]),
-        3: (90, 700, [1000, 1100]),
+        0: BatchWall(15_000, 900, [2500, 2600, 2700]),  # warm-up: left out whatever it holds
+        1: BatchWall(100, 800, [900, 2100]),
+        2: BatchWall(1200, 1500, [2050, 2300, 2400]),
+        3: BatchWall(90, 700, [1000, 1100]),
     }
     phases = {2: {"engine": 400}}
     tail = tail_batches(_after_warm_up(walls, warm_up=3), phases, p99=2000, count=5)
