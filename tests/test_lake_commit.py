@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError
 
 from config.aws import make_client
@@ -228,6 +230,80 @@ def test_batches_commit_beside_a_compaction_and_both_land(tmp_path: Path) -> Non
     assert len(after.file_uris()) == 2 + 6  # compacted, and the three batches' own files
     assert ids(uri) == batch_ids(*range(9))
     assert committed_batch(after, WRITER) == 8
+
+
+_WORDS = "card terminal merchant online retail grocery fuel travel hotel airline pharmacy".split()
+
+
+def _appends(uri: str, batches: range, rows: int) -> None:
+    """One append per batch of `rows` random amounts (they compress little, as a scored
+    transaction's features do)."""
+    rng = np.random.default_rng(batches.start)
+    for batch in batches:
+        count = rows
+        write_deltalake(
+            uri,
+            pa.table(
+                {
+                    "event_date": pa.array(["2026-03-01"] * count),
+                    "transaction_id": pa.array([f"tx-{batch}-{i}" for i in range(count)]),
+                    "amount": pa.array(rng.gamma(2.0, 30.0, count)),
+                }
+            ),
+            partition_by=["event_date"],
+            mode="append",
+        )
+
+
+def _file_sizes(uri: str) -> list[int]:
+    return sorted(pa.table(DeltaTable(uri).get_add_actions(flatten=True))["size_bytes"].to_pylist())
+
+
+def test_the_sinks_compaction_writes_zstd_level_one(tmp_path: Path) -> None:
+    """ADR 0032: the compaction beside the batches trades some size for ~30% of its CPU
+    (delta-rs's OPTIMIZE writes ZSTD level 4 unless told otherwise)."""
+    rng = np.random.default_rng(7)
+    notes = pa.table(  # the same rows in every append: the compacted file's bytes are one
+        {
+            "event_date": pa.array(["2026-03-01"] * 4_000),
+            "note": pa.array([" ".join(words) for words in rng.choice(_WORDS, (4_000, 6))]),
+        }
+    )
+    for copy in ("sink", "level1", "level4"):
+        for _ in range(4):
+            write_deltalake(tmp_path / copy, notes, partition_by=["event_date"], mode="append")
+    compact_table(str(tmp_path / "sink"))
+    for copy, level in (("level1", 1), ("level4", 4)):
+        DeltaTable(tmp_path / copy).optimize.compact(
+            target_size=COMPACT_TARGET_BYTES,
+            writer_properties=WriterProperties(compression="ZSTD", compression_level=level),
+        )
+    [sink] = _file_sizes(str(tmp_path / "sink"))
+    assert [sink] == _file_sizes(str(tmp_path / "level1"))
+    assert [sink] != _file_sizes(str(tmp_path / "level4"))
+    path = DeltaTable(tmp_path / "sink").file_uris()[0]
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_a_compaction_rewrites_the_new_files_not_the_day_before_them(tmp_path: Path) -> None:
+    """delta-rs 1.6 packs a partition's files newest first, each bin a run of adjacent files
+    until the next does not fit, so an in-day compaction rewrites the files since the last one
+    and at most the newest earlier output (two earlier ones over half the target never share a
+    bin): its cost follows the versions since the last compaction, not the day (ADR 0032)."""
+    uri = str(tmp_path / "day")
+    _appends(uri, range(12), rows=500)
+    target = int(4.5 * max(_file_sizes(uri)))  # four appends to a file
+    DeltaTable(uri).alter.set_table_properties({"delta.targetFileSize": str(target)})
+    first = compact_table(uri)
+    assert first["numFilesRemoved"] == 12 and first["numFilesAdded"] == 3
+    earlier = _file_sizes(uri)
+    _appends(uri, range(12, 18), rows=100)
+    new = _file_sizes(uri)[:6]  # the six smallest
+    assert min(earlier) > target / 2 and target - max(earlier) > max(new)  # room for a new one
+    second = compact_table(uri)
+    assert 6 <= second["numFilesRemoved"] <= 6 + 1
+    expected = [f"tx-{b}-{i}" for b in range(18) for i in range(500 if b < 12 else 100)]
+    assert ids(uri) == sorted(expected)
 
 
 def test_a_commit_at_every_interval_is_due_for_compaction() -> None:
