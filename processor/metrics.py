@@ -1,7 +1,8 @@
 """One JSON log line per micro-batch, and the same figures as Prometheus metrics.
 
 Input rows, rows/s, batch duration, dead letters by reason, late events (behind the watermark,
-scored all the same), dropped duplicates, the engine's time and state written, the watermark, and
+scored all the same), dropped duplicates, the engine's time, state written and state entries
+(cards, terminals, dedupe ids, held events: driver memory), the watermark, and
 the source lag (MillisBehindLatest per shard, reported by the Kinesis source). Prometheus also gets
 histograms of batch duration and of Kinesis arrival -> alert written, in seconds; alerts and their
 write retries; each SageMaker endpoint's circuit-breaker state and retried calls; and the drift
@@ -52,6 +53,7 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         "duplicates": counts.duplicates if same_batch else 0,
         "engine_ms": counts.timings_ms.get("engine", 0) if same_batch else 0,
         "state_bytes": counts.state_bytes if same_batch else 0,
+        "state_entries": counts.state_entries if same_batch else {},
         "watermark_ms": counts.watermark_ms,
         "source_lag_ms": lag,
         "max_source_lag_ms": max((v for v in lag.values() if v is not None), default=None),
@@ -124,6 +126,12 @@ class ProgressMetrics(StreamingQueryListener):
         self.lag = Gauge(
             "fraud_source_lag_ms", "MillisBehindLatest", ["shard"], registry=self.registry
         )
+        self.state_entries = Gauge(
+            "fraud_engine_state_entries",
+            "Entries in the engine's state (driver memory): cards, terminals, ids, held",
+            ["kind"],
+            registry=self.registry,
+        )
         self.registry.register(ScorerHealth())
         if drift is not None:  # fraud_feature_psi, fraud_score_psi (processor/drift.py)
             self.registry.register(drift)
@@ -159,6 +167,8 @@ class ProgressMetrics(StreamingQueryListener):
         for shard, lag in summary["source_lag_ms"].items():
             if lag is not None:
                 self.lag.labels(shard=shard).set(lag)
+        for kind, entries in summary["state_entries"].items():
+            self.state_entries.labels(kind=kind).set(entries)
         logger.info(json.dumps(summary))
 
     def onQueryIdle(self, event: Any) -> None:

@@ -106,6 +106,9 @@ class BatchCounts:
     # Terminal events waiting for a backlogged shard to catch up (processor/engine/ordering.py).
     held: int = 0
     state_bytes: int = 0  # the engine's changelog or snapshot for this batch
+    # Entries in the engine's state after the batch, by kind: it lives in driver memory, and
+    # the dedupe ids grow with the rate times `dedupe_retention` (README, "Limits").
+    state_entries: dict[str, int] = field(default_factory=dict)
     # Where the batch's time went: heap, collect, engine, score, alerts, delta, state (ms).
     timings_ms: dict[str, int] = field(default_factory=dict)
     # Per transaction of the last batch: Kinesis arrival -> the batch's alerts written (ms), the
@@ -309,6 +312,7 @@ class LakeWriter:
         self.stats.watermark_ms = result.watermark_ms
         self.stats.held = result.held
         self.stats.state_bytes = state_bytes
+        self.stats.state_entries = self.engine.state_entries()
         self.stats.timings_ms = clock.laps
         self.stats.dead_letter_reasons = dict(
             Counter(str(row["dead_letter_reason"]) for row in result.dead_letters)

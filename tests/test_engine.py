@@ -141,6 +141,8 @@ def test_resent_copy_is_dropped_and_a_conflict_is_kept(tmp_path: Path) -> None:
     assert [r["transaction_id"] for r in second.transactions] == ["tx-000003"]
     assert [r["dead_letter_reason"] for r in second.dead_letters] == ["duplicate_conflict"]
     assert second.dead_letters[0]["raw_payload_masked"]
+    # What the metrics report of the state (driver memory): three ids, one per transaction kept.
+    assert eng.state_entries() == {"cards": 1, "terminals": 1, "ids": 3, "held": 0}
 
 
 def test_same_batch_copies_are_decided_in_stream_order(tmp_path: Path) -> None:

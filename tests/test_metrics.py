@@ -34,6 +34,7 @@ def test_summary_reads_progress_and_what_the_sinks_wrote() -> None:
         late=9,
         duplicates=4,
         watermark_ms=1_767_225_600_000,
+        state_entries={"cards": 30, "terminals": 12, "ids": 5_000, "held": 3},
     )
     summary = batch_summary(PROGRESS, counts)
     assert summary["input_rows"] == 1200
@@ -43,6 +44,7 @@ def test_summary_reads_progress_and_what_the_sinks_wrote() -> None:
     assert summary["watermark_ms"] == 1_767_225_600_000
     assert summary["source_lag_ms"] == {"shard-0": 1500, "shard-1": 0}
     assert summary["max_source_lag_ms"] == 1500
+    assert summary["state_entries"] == {"cards": 30, "terminals": 12, "ids": 5_000, "held": 3}
     # Counts of another batch are not attributed to this one.
     assert (
         batch_summary(PROGRESS, BatchCounts(batch_id=6, counts={"dead_letters": 5}))["dead_letters"]
@@ -57,6 +59,7 @@ def test_prometheus_endpoint_serves_the_same_figures() -> None:
         counts={"dead_letters": 12},
         late=2,
         dead_letter_reasons={"not_json": 10, "invalid_value": 2},
+        state_entries={"cards": 30, "ids": 5_000},
     )
     alerts = AlertStats(written=5, retries=1)
     listener = ProgressMetrics(counts, port, alerts=alerts)
@@ -72,6 +75,7 @@ def test_prometheus_endpoint_serves_the_same_figures() -> None:
     assert "fraud_late_events_total 4.0" in text
     assert 'fraud_source_lag_ms{shard="shard-0"} 1500.0' in text
     assert "fraud_alerts_total 8.0" in text and "fraud_alert_write_retries_total 1.0" in text
+    assert 'fraud_engine_state_entries{kind="ids"} 5000.0' in text
     # Histograms in seconds: two batches of 1.09 s; alert latencies 0.4, 3.0 and 3.5 s.
     assert 'fraud_batch_duration_seconds_bucket{le="1.0"} 0.0' in text
     assert 'fraud_batch_duration_seconds_bucket{le="2.0"} 2.0' in text

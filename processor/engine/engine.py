@@ -204,6 +204,18 @@ class FeatureEngine:
         self.state = state
         return written
 
+    def state_entries(self) -> dict[str, int]:
+        """How many cards, terminals, dedupe ids and held events the committed state holds."""
+        state = self.state
+        if state is None:
+            return {}
+        return {
+            "cards": len(state.cards),
+            "terminals": len(state.terminals),
+            "ids": len(state.seen),
+            "held": len(state.held),
+        }
+
     def history_ms(self) -> int | None:
         """How far back in event time the feature state reaches: from the oldest hour a
         terminal's tiles hold to the newest event. The tiles keep more than the longest window
