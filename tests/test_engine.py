@@ -99,6 +99,10 @@ def test_duration_units() -> None:
     assert delay_ms("10 minutes") == 600_000
     assert delay_ms("1 day") == 86_400_000
     assert delay_ms("35 days") == 35 * 86_400_000
+    # The settings' pattern takes the unit without a space too.
+    assert delay_ms("2hours") == delay_ms("2 hours") == 7_200_000
+    with pytest.raises(ValueError, match="not a duration"):
+        delay_ms("2 fortnights")
 
 
 def test_watermark_follows_the_slowest_active_shard() -> None:

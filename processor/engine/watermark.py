@@ -15,6 +15,7 @@ part of the input, so all of this is a function of the checkpointed state and th
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,10 +24,15 @@ WATERMARK_MAX_SKEW_MS = 5 * 60 * 1000
 _UNITS_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 
 
+_DURATION = re.compile(r"(\d+)\s*(second|minute|hour|day)s?")
+
+
 def delay_ms(text: str) -> int:
-    """'10 minutes' -> 600000 (the units config.settings accepts for a duration)."""
-    number, unit = text.split()
-    return int(float(number) * _UNITS_MS[unit.rstrip("s")])
+    """'10 minutes' (or '10minutes', as config.settings accepts a duration) -> 600000."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (e.g. '10 minutes', '2 hours', '35 days')")
+    return int(match[1]) * _UNITS_MS[match[2]]
 
 
 @dataclass
