@@ -102,7 +102,11 @@ class FeatureEngine:
         self.store = store
         self.settings = settings
         self.state: EngineState | None = None
+        # Expiry day -> the entities that may expire then (an entity is rescheduled by each
+        # batch that updates it) and the dedupe ids that expire then (each id once: a list, ~75
+        # bytes an id less than a set of (kind, key) tuples; the ids are most of the state).
         self._expiry: dict[int, set[tuple[str, str]]] = defaultdict(set)
+        self._id_expiry: dict[int, list[str]] = defaultdict(list)
         self._log = BatchLog()
         self._pending: EngineState | None = None
 
@@ -111,15 +115,19 @@ class FeatureEngine:
         if self.state is None or self.state.batch_id != batch_id - 1:
             self.state = self.store.load(batch_id - 1)
             self._expiry = defaultdict(set)
+            self._id_expiry = defaultdict(list)
             for kind, table in ((CARD, self.state.cards), (TERMINAL, self.state.terminals)):
                 for key, entity in table.items():
                     self._schedule(kind, key, entity["max"] + RETENTION[kind])
             for key, (_, moment) in self.state.seen.items():
-                self._schedule("seen", key, moment + self.settings.dedupe_retention_ms)
+                self._schedule_id(key, moment)
         return self.state
 
     def _schedule(self, kind: str, key: str, expires_ms: int) -> None:
         self._expiry[expires_ms // DAY + 1].add((kind, key))
+
+    def _schedule_id(self, key: str, event_ms: int) -> None:
+        self._id_expiry[(event_ms + self.settings.dedupe_retention_ms) // DAY + 1].append(key)
 
     # ------------------------------------------------------------------ one batch
     def process(
@@ -162,7 +170,7 @@ class FeatureEngine:
                     result.dead_letters.append(_conflict(row, first))
                 continue
             state.seen[key] = self._log.seen[key] = SeenId(row["payload_digest"], moment)
-            self._schedule("seen", key, moment + self.settings.dedupe_retention_ms)
+            self._schedule_id(key, moment)
             lateness = None if watermark is None else watermark - moment
             row["late"] = lateness is not None and lateness >= 0
             row["lateness_ms"] = lateness if row["late"] else None
@@ -297,14 +305,14 @@ class FeatureEngine:
 
     def _evict(self, state: EngineState, watermark: int) -> None:
         """Drop what the watermark has passed: idle entities, ids past the dedupe retention."""
+        for bucket in [b for b in self._id_expiry if b * DAY <= watermark]:
+            for key in self._id_expiry.pop(bucket):
+                entry = state.seen.get(key)
+                if entry and entry.event_ms + self.settings.dedupe_retention_ms < watermark:
+                    del state.seen[key]
+                    self._log.seen[key] = None
         for bucket in [b for b in self._expiry if b * DAY <= watermark]:
             for kind, key in self._expiry.pop(bucket):
-                if kind == "seen":
-                    entry = state.seen.get(key)
-                    if entry and entry.event_ms + self.settings.dedupe_retention_ms < watermark:
-                        del state.seen[key]
-                        self._log.seen[key] = None
-                    continue
                 table = state.entities(kind)
                 entity = table.get(key)
                 if entity is not None and entity["max"] + RETENTION[kind] < watermark:
