@@ -240,14 +240,13 @@ def _appends(uri: str, batches: range, rows: int) -> None:
     transaction's features do)."""
     rng = np.random.default_rng(batches.start)
     for batch in batches:
-        count = rows
         write_deltalake(
             uri,
             pa.table(
                 {
-                    "event_date": pa.array(["2026-03-01"] * count),
-                    "transaction_id": pa.array([f"tx-{batch}-{i}" for i in range(count)]),
-                    "amount": pa.array(rng.gamma(2.0, 30.0, count)),
+                    "event_date": pa.array(["2026-03-01"] * rows),
+                    "transaction_id": pa.array([f"tx-{batch}-{i}" for i in range(rows)]),
+                    "amount": pa.array(rng.gamma(2.0, 30.0, rows)),
                 }
             ),
             partition_by=["event_date"],
@@ -263,7 +262,9 @@ def test_the_sinks_compaction_writes_zstd_level_one(tmp_path: Path) -> None:
     """ADR 0032: the compaction beside the batches trades some size for ~30% of its CPU
     (delta-rs's OPTIMIZE writes ZSTD level 4 unless told otherwise)."""
     rng = np.random.default_rng(7)
-    notes = pa.table(  # the same rows in every append: the compacted file's bytes are one
+    # The same rows in every append, so the compacted file is the same whatever order the
+    # compaction reads the appends in.
+    notes = pa.table(
         {
             "event_date": pa.array(["2026-03-01"] * 4_000),
             "note": pa.array([" ".join(words) for words in rng.choice(_WORDS, (4_000, 6))]),
