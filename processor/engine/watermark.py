@@ -22,9 +22,7 @@ from dataclasses import dataclass
 
 WATERMARK_MAX_SKEW_MS = 5 * 60 * 1000
 _UNITS_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
-
-
-_DURATION = re.compile(r"(\d+)\s*(second|minute|hour|day)s?")
+_DURATION = re.compile(rf"(\d+)\s*({'|'.join(_UNITS_MS)})s?")
 
 
 def delay_ms(text: str) -> int:
