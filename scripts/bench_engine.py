@@ -10,13 +10,14 @@ shards, in order), then times what the sink's "engine" step does with each batch
 events built from its columns (`from_arrow`) and `FeatureEngine.process`, from empty state,
 `--repeats` times. The state's changelog is saved after each batch and timed apart (the job
 writes a big batch's in a forked child while the sinks run, a small one's in the batch); after
-the last batch, the whole state is encoded and decoded as a snapshot is. No Spark, no emulator:
+the last batch, the whole state is encoded and decoded as a snapshot is, and the dedupe index's
+ids, array bytes and runs are counted. No Spark, no emulator:
 the figure a change to the feature or state code moves, without the ±15% a whole 200k run
 spreads. Prints and saves bench-results/engine.json: per-batch milliseconds of each run, the
 best and median µs per event over the steady batches (all but the first), each batch's
-changelog milliseconds, the snapshot's bytes and encode / decode milliseconds, a digest of every
-transaction's features (equal digests: the same features), and the load average before and
-after.
+changelog milliseconds, the snapshot's bytes and encode / decode milliseconds, the dedupe
+index's size, a digest of every transaction's features (equal digests: the same features), and
+the load average before and after.
 
 With `--rate`, the stream is the latency runs' instead (scripts/bench_streams.py): `--rate`
 events a second for `--seconds`, stamped with their send time, one batch a second. Its whole
@@ -161,6 +162,7 @@ class Run:
     snapshot_encode_ms: float
     snapshot_decode_ms: float
     digest: str  # of every transaction's features
+    ids: dict[str, int]  # the dedupe index at the end: ids held, their arrays' bytes, runs
 
 
 def _ms_since(started: float) -> float:
@@ -192,8 +194,10 @@ def run_once(batches: list[pa.Table]) -> Run:
         started = time.perf_counter()
         decode_state(snapshot, "snapshot")
         decode_ms = _ms_since(started)
+    index = engine.state.seen
+    ids = {"count": len(index), "bytes": index.nbytes, "runs": index.runs()}
     return Run(
-        engine_ms, changelog_ms, len(snapshot), encode_ms, decode_ms, digest.hexdigest()[:16]
+        engine_ms, changelog_ms, len(snapshot), encode_ms, decode_ms, digest.hexdigest()[:16], ids
     )
 
 
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "decode_ms": [round(run.snapshot_decode_ms) for run in runs],
         },
         "features_digest": digests.pop() if len(digests) == 1 else sorted(digests),
+        "dedupe_index": runs[0].ids,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -26,7 +27,15 @@ from ml_model.features.running_window import WINDOWS
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine import state as state_module
-from processor.engine.state import SNAPSHOT_EVERY, BatchLog, Changes, EngineState, decode_state
+from processor.engine.dedupe_index import SeenIndex
+from processor.engine.state import (
+    SNAPSHOT_EVERY,
+    BatchLog,
+    Changes,
+    EngineState,
+    SeenId,
+    decode_state,
+)
 from processor.engine.watermark import (
     WATERMARK_MAX_SKEW_MS,
     ShardMark,
@@ -82,6 +91,16 @@ def tx(
         "dedupe_key": f"transaction:{tx_id}",
         "payload_digest": hashlib.blake2b(payload, digest_size=16).hexdigest(),
     }
+
+
+def _ms(minutes: float) -> int:
+    """The event time of `tx(n, minutes)`."""
+    return to_epoch_ms(T0 + timedelta(minutes=minutes))
+
+
+def _holds(index: SeenIndex, *keys: str) -> bool:
+    """The dedupe index holds these ids and no other."""
+    return len(index) == len(keys) and all(key in index for key in keys)
 
 
 def engine(tmp_path: Path, settings: EngineSettings = SETTINGS) -> FeatureEngine:
@@ -574,7 +593,7 @@ def test_a_changelog_child_of_a_failed_attempt_is_reaped_and_replaced(tmp_path: 
     eng.commit()
     eng.store.wait_for_snapshot()
     loaded = StateStore(CheckpointFiles(str(tmp_path))).load(0)
-    assert set(loaded.seen) == {"transaction:tx-000001", "transaction:tx-000002"}
+    assert _holds(loaded.seen, "transaction:tx-000001", "transaction:tx-000002")
     _same_state(loaded, eng.state)
 
 
@@ -585,7 +604,8 @@ def test_state_entries_are_named_and_an_old_format_is_a_clear_error(tmp_path: Pa
     card = eng.state.cards["card-a"]
     assert [entry.tx_id for entry in card["tx"]] == ["tx-000001", "tx-000002"]
     assert eng.state.terminals["term-1"]["tx"][0].card == "card-a"
-    assert eng.state.seen["transaction:tx-000001"].event_ms == to_epoch_ms(T0) + MIN
+    first = eng.state.seen.get("transaction:tx-000001")
+    assert first is not None and first.event_ms == to_epoch_ms(T0) + MIN
     eng.store.wait_for_snapshot()  # or it could land over the file below
     # A file of the positional format (no marker) is refused with the way out, not misread.
     files = CheckpointFiles(str(tmp_path))
@@ -617,7 +637,7 @@ def test_a_checkpoint_saved_before_the_hour_tiles_loads_with_them(tmp_path: Path
     changes = Changes(
         cards={"card-a": untiled(eng.state.cards["card-a"])},
         terminals={"term-1": untiled(eng.state.terminals["term-1"])},
-        seen={"transaction:tx-000003": eng.state.seen["transaction:tx-000003"]},
+        seen={"transaction:tx-000003": SeenId(tx(3, 150.0)["payload_digest"], _ms(150.0))},
     )
     files.put("engine_state/1.changes", format_2((changes, eng.state.shards)))
     _same_state(StateStore(files).load(1), eng.state)
@@ -721,7 +741,8 @@ def test_state_files_hold_records_as_plain_tuples(tmp_path: Path) -> None:
     log = eng._log
     back = pickle.loads(pickle.dumps(log))
     assert b"FeatureEvent" not in pickle.dumps(log)
-    assert back.applied == log.applied and back.seen == log.seen
+    assert back.applied == log.applied and back.expired_days == log.expired_days
+    assert all(np.array_equal(a, b) for a, b in zip(back.ids, log.ids, strict=True))
     assert repr(back.held) == repr(log.held)
     eng.store.wait_for_snapshot()
     _same_state(StateStore(CheckpointFiles(str(tmp_path))).load(1), state)
@@ -748,7 +769,7 @@ def test_a_checkpoint_of_format_3_still_loads(tmp_path: Path) -> None:
 
 def test_a_checkpoint_of_format_4_still_loads(tmp_path: Path) -> None:
     """Files written with zlib before zstd (format 4, the same pickle) load, and batches go on
-    from them; what this version writes is format 5."""
+    from them; what this version writes is format 6."""
     eng = engine(tmp_path / "now")
     _every_kind_of_record(eng)
     eng.store.wait_for_snapshot()
@@ -761,13 +782,72 @@ def test_a_checkpoint_of_format_4_still_loads(tmp_path: Path) -> None:
     assert any(name.endswith(".snapshot") for name in names)
     for name in names:
         body = now.get(name)
-        assert body.startswith(b"engine-state/5\n"), name
+        assert body.startswith(b"engine-state/6\n"), name
         pickled = pickle.dumps(decode_state(body, name), protocol=pickle.HIGHEST_PROTOCOL)
         old.put(name, b"engine-state/4\n" + zlib.compress(pickled, 1))
     _same_state(StateStore(old).load(1), eng.state)
     resumed = FeatureEngine(StateStore(old), SETTINGS)
     after = [tx(30, 700, shard="slow", terminal="t-9", seq=30)]
     assert run(resumed, after, 2).transactions == run(eng, after, 2).transactions
+
+
+def _format_5(value: Any, ids: dict[str, SeenId | None]) -> bytes:
+    """`value` (an EngineState, or a changelog's (BatchLog, shards)) as format 5 wrote it: the
+    same packed pickle, its dedupe ids as columns of keys, digests and event times."""
+    keys = list(ids)
+    columns = (
+        keys,
+        [None if ids[key] is None else ids[key][0] for key in keys],
+        [None if ids[key] is None else ids[key][1] for key in keys],
+    )
+
+    class Format5(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, EngineState):
+                return copyreg.__newobj__, (EngineState,), {**obj.__getstate__(), "seen": columns}
+            if isinstance(obj, BatchLog):
+                saved = obj.__getstate__()
+                del saved["ids"], saved["expired_days"]
+                return copyreg.__newobj__, (BatchLog,), {**saved, "seen": columns}
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    Format5(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    body = buffer.getvalue()
+    compressed = pa.Codec("zstd", compression_level=1).compress(body, asbytes=True)
+    return b"engine-state/5\n" + len(body).to_bytes(8, "little") + compressed
+
+
+def test_a_checkpoint_of_format_5_loads_its_ids_into_the_index(tmp_path: Path) -> None:
+    """Format 5 kept each dedupe id as its key and digest (None: evicted by that batch). They
+    load hashed into the index: a re-sent copy is still a duplicate, an evicted id is new."""
+    first, second = [tx(1, 1.0), tx(2, 2.0, seq=2)], [tx(3, 3.0, seq=3)]
+    eng = engine(tmp_path / "now")
+    run(eng, first, 0)
+    run(eng, second, 1)
+    eng.store.wait_for_snapshot()
+    now, old = CheckpointFiles(str(tmp_path / "now")), CheckpointFiles(str(tmp_path / "old"))
+    assert now.batch_ids("engine_state", ".snapshot") == [0]
+
+    def seen(row: dict[str, Any], minutes: float) -> dict[str, SeenId | None]:
+        return {row["dedupe_key"]: SeenId(row["payload_digest"], _ms(minutes))}
+
+    snapshot = decode_state(now.get("engine_state/0.snapshot"), "snapshot")
+    old.put(
+        "engine_state/0.snapshot", _format_5(snapshot, seen(first[0], 1.0) | seen(first[1], 2.0))
+    )
+    changes = decode_state(now.get("engine_state/1.changes"), "changes")
+    # As if batch 1 had also evicted tx 1 (format 5 evicted id by id).
+    logged = seen(second[0], 3.0) | {first[0]["dedupe_key"]: None}
+    old.put("engine_state/1.changes", _format_5(changes, logged))
+    loaded = StateStore(old).load(1)
+    assert _holds(loaded.seen, "transaction:tx-000002", "transaction:tx-000003")
+    again = run(FeatureEngine(StateStore(old), SETTINGS), [tx(1, 1.0, seq=4), tx(3, 3.0, seq=5)], 2)
+    assert again.duplicates == 1 and [row["event_id"] for row in again.transactions] == [
+        "tx-000001"
+    ]
+    # The same ids from a checkpoint of this version: the same index.
+    assert StateStore(now).load(0).seen == StateStore(old).load(0).seen
 
 
 def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:
@@ -783,7 +863,7 @@ def test_idle_entities_and_old_ids_are_evicted(tmp_path: Path) -> None:
         run(eng, [tx(3, days, card="new", seq=3), tx(4, days + 1, card="new", seq=4)], 1)
         assert eng.state is not None
         assert "old" not in eng.state.cards and "new" in eng.state.cards
-        assert set(eng.state.seen) == {"transaction:tx-000003", "transaction:tx-000004"}
+        assert _holds(eng.state.seen, "transaction:tx-000003", "transaction:tx-000004")
 
 
 def _s3_checkpoint(settings: Any, folder: str) -> CheckpointFiles:
@@ -816,7 +896,7 @@ def test_checkpoint_files_on_s3(settings: Any) -> None:
         Bucket=settings.s3.bucket, Key="checkpoints/job/commits/1", Body=b"v1\n{}"
     )
     assert files.last_committed_batch() == 1
-    assert set(StateStore(files).load(1).seen) == {"transaction:tx-000001", "transaction:tx-000002"}
+    assert _holds(StateStore(files).load(1).seen, "transaction:tx-000001", "transaction:tx-000002")
 
 
 @pytest.mark.integration

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from ml_model.features import ENTITIES_OF, ENTITY_KINDS, from_row
 from ml_model.features.definitions import (
     CARD,
@@ -38,8 +40,9 @@ from ml_model.features.definitions import (
     TERMINAL_RETENTION,
 )
 from ml_model.features.events import FeatureEvent
+from processor.engine.dedupe_index import FirstCopy, Run, digest_hashes, key_hashes
 from processor.engine.ordering import release_mark
-from processor.engine.state import BatchLog, EngineState, HeldEvent, SeenId, StateStore
+from processor.engine.state import BatchLog, EngineState, HeldEvent, StateStore
 from processor.engine.watermark import advance, combined
 from producer.contract import to_epoch_ms
 
@@ -79,7 +82,7 @@ def _stream_order(pair: tuple[Row, Any]) -> tuple[str, int, str, int]:
     return (row["shardId"] or "", len(sequence), sequence, row["subSequenceNumber"] or 0)
 
 
-def _conflict(row: Row, first: SeenId) -> Row:
+def _conflict(row: Row, first: FirstCopy) -> Row:
     """A re-sent id with other content: kept as a dead letter, payload as parsed (tokenised)."""
     kept = {k: v for k, v in row.items() if v is not None and not k.startswith("dead_letter")}
     body = json.dumps(kept, default=str, sort_keys=True).encode()
@@ -103,10 +106,8 @@ class FeatureEngine:
         self.settings = settings
         self.state: EngineState | None = None
         # Expiry day -> the entities that may expire then (an entity is rescheduled by each
-        # batch that updates it) and the dedupe ids that expire then (each id once: a list, ~75
-        # bytes an id less than a set of (kind, key) tuples; the ids are most of the state).
+        # batch that updates it). The dedupe index expires its ids by day itself.
         self._expiry: dict[int, set[tuple[str, str]]] = defaultdict(set)
-        self._id_expiry: dict[int, list[str]] = defaultdict(list)
         self._log = BatchLog()
         self._pending: EngineState | None = None
 
@@ -115,19 +116,13 @@ class FeatureEngine:
         if self.state is None or self.state.batch_id != batch_id - 1:
             self.state = self.store.load(batch_id - 1)
             self._expiry = defaultdict(set)
-            self._id_expiry = defaultdict(list)
             for kind, table in ((CARD, self.state.cards), (TERMINAL, self.state.terminals)):
                 for key, entity in table.items():
                     self._schedule(kind, key, entity["max"] + RETENTION[kind])
-            for key, (_, moment) in self.state.seen.items():
-                self._schedule_id(key, moment)
         return self.state
 
     def _schedule(self, kind: str, key: str, expires_ms: int) -> None:
         self._expiry[expires_ms // DAY + 1].add((kind, key))
-
-    def _schedule_id(self, key: str, event_ms: int) -> None:
-        self._id_expiry[(event_ms + self.settings.dedupe_retention_ms) // DAY + 1].append(key)
 
     # ------------------------------------------------------------------ one batch
     def process(
@@ -154,29 +149,46 @@ class FeatureEngine:
         valid: list[tuple[Row, FeatureEvent]] = []
         marks: list[tuple[str, int, int]] = []  # (shard, arrival ms, event ms) of the valid rows
         built = events if events is not None else [None] * len(rows)
-        for row, event in sorted(zip(rows, built, strict=True), key=_stream_order):
+        ordered = sorted(zip(rows, built, strict=True), key=_stream_order)
+        for row, _ in ordered:
             if row["dead_letter_reason"] is not None:
                 result.dead_letters.append(row)
-                continue
-            if event is None:
-                event = from_row(row)
-            key = row["dedupe_key"]
+        candidates = [
+            (row, event if event is not None else from_row(row))
+            for row, event in ordered
+            if row["dead_letter_reason"] is None
+        ]
+        # The index is asked about the whole batch at once; copies inside the batch are
+        # decided in stream order against the ids the batch has accepted so far.
+        high, low = key_hashes([row["dedupe_key"] for row, _ in candidates])
+        digests = digest_hashes([row["payload_digest"] for row, _ in candidates])
+        held, first_digest, first_ms = state.seen.lookup(high, low)
+        accepted: dict[str, FirstCopy] = {}
+        kept: list[int] = []  # positions in `candidates` of the ids accepted
+        for position, (row, event) in enumerate(candidates):
             moment = event.time_ms
-            first = state.seen.get(key)
+            first = (
+                FirstCopy(int(first_digest[position]), int(first_ms[position]))
+                if held[position]
+                else accepted.get(row["dedupe_key"])
+            )
             if first is not None:
-                if first.payload_digest == row["payload_digest"]:
+                if first.digest == int(digests[position]):
                     result.duplicates += 1
                 else:
                     result.dead_letters.append(_conflict(row, first))
                 continue
-            state.seen[key] = self._log.seen[key] = SeenId(row["payload_digest"], moment)
-            self._schedule_id(key, moment)
+            accepted[row["dedupe_key"]] = FirstCopy(int(digests[position]), moment)
+            kept.append(position)
             lateness = None if watermark is None else watermark - moment
             row["late"] = lateness is not None and lateness >= 0
             row["lateness_ms"] = lateness if row["late"] else None
             result.late += int(row["late"])
             valid.append((row, event))
             marks.append((row["shardId"], to_epoch_ms(row["approximateArrivalTimestamp"]), moment))
+        times = np.array([event.time_ms for _, event in valid], dtype=np.int64)
+        self._log.ids = Run(high[kept], low[kept], digests[kept], times)
+        state.seen.add(self._log.ids)
         state.shards = advance(state.shards, marks)
         release = release_mark(state.shards, backlogged, watermark)
         transactions = self._features(state, valid, release)
@@ -305,12 +317,10 @@ class FeatureEngine:
 
     def _evict(self, state: EngineState, watermark: int) -> None:
         """Drop what the watermark has passed: idle entities, ids past the dedupe retention."""
-        for bucket in [b for b in self._id_expiry if b * DAY <= watermark]:
-            for key in self._id_expiry.pop(bucket):
-                entry = state.seen.get(key)
-                if entry and entry.event_ms + self.settings.dedupe_retention_ms < watermark:
-                    del state.seen[key]
-                    self._log.seen[key] = None
+        self._log.expired_days = state.seen.expired_days(
+            watermark, self.settings.dedupe_retention_ms
+        )
+        state.seen.drop_days(self._log.expired_days)
         for bucket in [b for b in self._expiry if b * DAY <= watermark]:
             for kind, key in self._expiry.pop(bucket):
                 table = state.entities(kind)

@@ -10,7 +10,7 @@ keeps every value; unpacking gives back records equal to the ones packed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -88,19 +88,11 @@ def unpack_terminal(packed: Packed) -> dict[str, Any]:
     }
 
 
-def pack_columns(table: Mapping[str, tuple[Any, ...] | None]) -> tuple[list[Any], ...]:
-    """{key: (a, b) or None} -> ([key...], [a or None...], [b or None...]): dedupe ids."""
-    keys = list(table)
-    values = list(table.values())
-    firsts = [None if value is None else value[0] for value in values]
-    seconds = [None if value is None else value[1] for value in values]
-    return keys, firsts, seconds
-
-
 def unpack_columns(
     columns: tuple[list[Any], ...], make: Callable[[Any, Any], Any]
 ) -> dict[str, Any]:
-    """The inverse of `pack_columns`, each pair made a record by `make` (None stays None)."""
+    """{key: (a, b) or None} from ([key...], [a or None...], [b or None...]), as formats 4-5
+    saved the dedupe ids; each pair made a record by `make` (None stays None)."""
     keys, firsts, seconds = columns
     return {
         key: None if first is None else make(first, second)

@@ -40,10 +40,10 @@ from ml_model.features import ENTITY_KINDS, card, terminal
 from ml_model.features.definitions import CARD, TERMINAL
 from ml_model.features.events import FeatureEvent
 from processor.checkpoint_files import CheckpointFiles
+from processor.engine.dedupe_index import EMPTY, Run, SeenIndex, ids_of
 from processor.engine.packing import (
     EventPacker,
     pack_card,
-    pack_columns,
     pack_terminal,
     unpack_card,
     unpack_columns,
@@ -77,7 +77,8 @@ BOOTSTRAP = f"{FOLDER}/bootstrap{SNAPSHOT}"  # a warm start's state, before batc
 
 
 class SeenId(NamedTuple):
-    """An event id the dedupe has seen: its payload's digest and its event time."""
+    """An id as the dedupe index kept it before format 6 (processor/engine/dedupe_index.py):
+    its payload's digest and its event time; read from older files only."""
 
     payload_digest: str
     event_ms: int
@@ -98,8 +99,8 @@ class EngineState:
     batch_id: int = -1  # the batch whose end this is
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     terminals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # dedupe key ("transaction:<id>") -> (payload digest, event time ms) of its first copy
-    seen: dict[str, SeenId] = field(default_factory=dict)
+    # the dedupe keys ("transaction:<id>") accepted: their first copy's digest and event time
+    seen: SeenIndex = field(default_factory=SeenIndex)
     shards: dict[str, ShardMark] = field(default_factory=dict)
     # dedupe key -> a terminal event not yet applied (the release mark has not passed it)
     held: dict[str, HeldEvent] = field(default_factory=dict)
@@ -112,7 +113,7 @@ class EngineState:
             "batch_id": self.batch_id,
             "cards": {key: pack_card(entity) for key, entity in self.cards.items()},
             "terminals": {key: pack_terminal(entity) for key, entity in self.terminals.items()},
-            "seen": pack_columns(self.seen),
+            "seen": self.seen,
             "shards": self.shards,
             "held": _pack_held(self.held, pack),
         }
@@ -123,8 +124,11 @@ class EngineState:
             saved["terminals"] = {
                 key: unpack_terminal(entity) for key, entity in saved["terminals"].items()
             }
-            saved["seen"] = unpack_columns(saved["seen"], SeenId)
             saved["held"] = _unpack_held(saved["held"])
+        if isinstance(saved["seen"], tuple):  # formats 4-5: columns of keys, digests, times
+            saved["seen"] = unpack_columns(saved["seen"], SeenId)
+        if isinstance(saved["seen"], dict):  # formats 2-5
+            saved["seen"] = SeenIndex.of(saved["seen"])
         # A file written before `held` existed has nothing held.
         self.__dict__.update({"held": {}, **saved})
 
@@ -158,7 +162,10 @@ class BatchLog:
     )
     # kind -> entities evicted after the updates
     evicted: dict[str, list[str]] = field(default_factory=lambda: {CARD: [], TERMINAL: []})
-    seen: dict[str, SeenId | None] = field(default_factory=dict)
+    ids: Run = EMPTY  # the dedupe ids the batch accepted
+    expired_days: list[int] = field(default_factory=list)  # of the dedupe index, after them
+    # Ids dropped one by one: changelogs written before format 6 only.
+    forgotten: list[str] = field(default_factory=list)
     held: dict[str, HeldEvent | None] = field(default_factory=dict)
 
     @property
@@ -176,7 +183,8 @@ class BatchLog:
                 for kind, table in self.applied.items()
             },
             "evicted": self.evicted,
-            "seen": pack_columns(self.seen),
+            "ids": tuple(self.ids),
+            "expired_days": self.expired_days,
             "held": _pack_held(self.held, pack),
         }
 
@@ -186,9 +194,17 @@ class BatchLog:
                 kind: {entity: list(map(unpack_event, events)) for entity, events in table.items()}
                 for kind, table in saved["applied"].items()
             }
-            saved["seen"] = unpack_columns(saved["seen"], SeenId)
             saved["held"] = _unpack_held(saved["held"])
-        self.__dict__.update(saved)
+        if "ids" in saved:
+            saved["ids"] = Run(*saved["ids"])
+        else:  # formats 3-5: {dedupe key: SeenId, or None where the batch evicted it}
+            seen = saved.pop("seen")
+            if isinstance(seen, tuple):
+                seen = unpack_columns(seen, SeenId)
+            added = {key: entry for key, entry in seen.items() if entry is not None}
+            saved["ids"] = ids_of(added) if added else EMPTY
+            saved["forgotten"] = [key for key, entry in seen.items() if entry is None]
+        self.__dict__.update({"expired_days": [], "forgotten": [], **saved})
 
 
 def _pack_held(
@@ -218,7 +234,9 @@ def replay(state: EngineState, log: BatchLog) -> None:
         table = state.entities(kind)
         for entity in evicted:
             table.pop(entity, None)
-    _apply(state.seen, log.seen)
+    state.seen.add(log.ids)
+    state.seen.drop_days(log.expired_days)
+    state.seen.discard(log.forgotten)
     _apply(state.held, log.held)
 
 
@@ -237,21 +255,28 @@ def apply_changes(state: EngineState, changes: Changes) -> None:
         (state.terminals, changes.terminals, terminal.with_tiles),
     ):
         _apply(table, {k: v if v is None else upgrade(v) for k, v in updates.items()})
-    _apply(state.seen, changes.seen)
+    added = {key: entry for key, entry in changes.seen.items() if entry is not None}
+    if added:
+        ids = ids_of(added)
+        state.seen.add(ids.take(~state.seen.lookup(ids.high, ids.low)[0]))
+    state.seen.discard([key for key, entry in changes.seen.items() if entry is None])
     _apply(state.held, changes.held)
 
 
-# Each file starts with the format it was written in. Format 5: format 4's pickle, compressed
-# with zstd (level 1) instead of zlib, its length before the frame (ADR 0021, "Then: zstd").
-# Format 4: records packed as plain tuples (processor/engine/packing.py, ADR 0021), zlib; still
-# read. Format 3: changelogs are BatchLogs (events to replay), records pickled as they are;
-# still read. Format 2: named state entries
-# (ml_model/features CardTx, TerminalTx, ...; SeenId), changelogs of whole entities (Changes);
-# still read, and cards and terminals without hour tiles (written before ADR 0017) are
+# Each file starts with the format it was written in. Format 6: format 5 with the dedupe index
+# as numpy arrays of hashes (processor/engine/dedupe_index.py, ADR 0033), and each changelog's
+# ids and expired days instead of {dedupe key: SeenId or None}. Format 5: format 4's pickle,
+# compressed with zstd (level 1) instead of zlib, its length before the frame (ADR 0021, "Then:
+# zstd"); still read, its ids hashed as they load. Format 4: records packed as plain tuples
+# (processor/engine/packing.py, ADR 0021), zlib; still read. Format 3: changelogs are
+# BatchLogs (events to replay), records pickled as they are; still read. Format 2: named state
+# entries (ml_model/features CardTx, TerminalTx, ...; SeenId), changelogs of whole entities
+# (Changes); still read, and cards and terminals without hour tiles (written before ADR 0017) are
 # converted as they load. Files of format 1 (no marker, positional lists) cannot be read:
 # start a new checkpoint with --resume-from-lake.
-FORMAT = b"engine-state/5\n"
-READABLE = (FORMAT, b"engine-state/4\n", b"engine-state/3\n", b"engine-state/2\n")
+FORMAT = b"engine-state/6\n"
+_ZSTD_FORMATS = (FORMAT, b"engine-state/5\n")
+READABLE = (*_ZSTD_FORMATS, b"engine-state/4\n", b"engine-state/3\n", b"engine-state/2\n")
 # With asbytes=True the codec writes into a Python bytes object (pyarrow's io.pxi), so the
 # forked children that encode snapshots and changelogs never allocate from Arrow's memory pool,
 # whose locks another thread of the driver may have held at the fork.
@@ -267,7 +292,7 @@ def encode_state(value: Any) -> bytes:
 
 
 def _decompress(marker: bytes, data: memoryview) -> bytes:
-    if marker != FORMAT:
+    if marker not in _ZSTD_FORMATS:
         return zlib.decompress(data)  # formats 2-4
     (length,) = _LENGTH.unpack_from(data)
     return _ZSTD.decompress(data[_LENGTH.size :], decompressed_size=length, asbytes=True)

@@ -1,0 +1,232 @@
+"""The dedupe index: every id the engine accepted within the dedupe retention, 32 bytes each.
+
+An id is kept as a 128-bit hash of its dedupe key, a 64-bit hash of its payload's digest and
+its event time, in numpy arrays rather than as Python strings and tuples in a dict: ~300 bytes
+an id went to 32 (ADR 0033). The index holds rate x retention ids, so that is what bounds how
+long a job at a sustained rate fits its driver's memory.
+
+The ids are grouped by the day of their event time, which is how they expire: a day is dropped
+whole once the watermark has passed its end by the retention. Within a day they are sorted runs
+(by key hash); a batch's new ids become a run, and runs of similar size are merged, so a day
+holds O(log n) runs and an id is copied O(log n) times. A batch looks all its ids up at once,
+one binary search per run.
+
+Two ids share a key hash with odds of ~n/2^128 per id (n ids held); two payloads of one id
+share a digest hash with odds of 2^-64 per re-sent id. Neither is worth the bytes to rule out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ml_model.features.definitions import DAY
+
+# A run is merged into the one before it once it is at least this fraction of its size: the
+# sizes halve along a day's runs, so a day of n ids holds at most log2(n / batch) + 1 runs.
+MERGE_FRACTION = 0.5
+
+
+class FirstCopy(NamedTuple):
+    """What the index knows of an id's first copy: its payload digest's hash, its event time."""
+
+    digest: int
+    event_ms: int
+
+
+class Run(NamedTuple):
+    """Ids as parallel arrays: the key hash's two halves, the digest hash, the event time."""
+
+    high: np.ndarray  # uint64, sorted within a stored run
+    low: np.ndarray  # uint64
+    digest: np.ndarray  # uint64
+    event_ms: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.high)
+
+    def take(self, positions: Any) -> Run:
+        return Run(*(column[positions] for column in self))
+
+
+EMPTY = Run(
+    np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.int64)
+)
+
+
+def _hash(text: str, size: int) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=size).digest()
+
+
+def key_hashes(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each dedupe key's 128-bit hash, as (high, low) uint64 arrays."""
+    both = np.frombuffer(b"".join(_hash(key, 16) for key in keys), dtype="<u8").reshape(-1, 2)
+    return both[:, 0].astype(np.uint64), both[:, 1].astype(np.uint64)
+
+
+def digest_hashes(digests: Sequence[str]) -> np.ndarray:
+    """Each payload digest's 64-bit hash (any string: the digest's form is parse.py's)."""
+    return np.frombuffer(b"".join(_hash(digest, 8) for digest in digests), dtype="<u8").astype(
+        np.uint64
+    )
+
+
+def ids_of(records: Mapping[str, tuple[str, int]]) -> Run:
+    """{dedupe key: (payload digest, event ms)} as a Run (state written before this index)."""
+    keys = list(records)
+    high, low = key_hashes(keys)
+    digests = digest_hashes([records[key][0] for key in keys])
+    return Run(high, low, digests, np.array([records[key][1] for key in keys], dtype=np.int64))
+
+
+def _sorted(run: Run) -> Run:
+    # Stable: two runs concatenated are merged in linear time (numpy's timsort finds them).
+    return run.take(np.argsort(run.high, kind="stable"))
+
+
+def _concat(runs: Sequence[Run]) -> Run:
+    return Run(*(np.concatenate(columns) for columns in zip(*runs, strict=True)))
+
+
+def _find(run: Run, high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Each queried id's position in `run`, or -1."""
+    found = np.full(len(high), -1, dtype=np.int64)
+    if not len(run):
+        return found
+    at = np.minimum(np.searchsorted(run.high, high), len(run) - 1)
+    same_high = run.high[at] == high
+    hit = same_high & (run.low[at] == low)
+    found[hit] = at[hit]
+    # Another id with the same high half first (odds ~n/2^64): scan that stretch.
+    for query in np.flatnonzero(same_high & ~hit):
+        position = int(at[query]) + 1
+        while position < len(run) and run.high[position] == high[query]:
+            if run.low[position] == low[query]:
+                found[query] = position
+                break
+            position += 1
+    return found
+
+
+class SeenIndex:
+    """The ids accepted and not yet expired, by day of event time."""
+
+    def __init__(self) -> None:
+        self._days: dict[int, list[Run]] = {}
+        self._size = 0
+
+    @classmethod
+    def of(cls, records: Mapping[str, tuple[str, int]]) -> SeenIndex:
+        """An index of {dedupe key: (payload digest, event ms)}."""
+        index = cls()
+        index.add(ids_of(records))
+        return index
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes its arrays hold."""
+        return sum(column.nbytes for runs in self._days.values() for run in runs for column in run)
+
+    def runs(self) -> int:
+        return sum(len(runs) for runs in self._days.values())
+
+    # ------------------------------------------------------------------ reads
+    def lookup(
+        self, high: np.ndarray, low: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each queried key hash: whether it is held, its digest hash, its event ms."""
+        found = np.zeros(len(high), dtype=bool)
+        digest = np.zeros(len(high), dtype=np.uint64)
+        event_ms = np.zeros(len(high), dtype=np.int64)
+        for runs in self._days.values():
+            for run in runs:
+                position = _find(run, high, low)
+                hit = position >= 0
+                found |= hit
+                digest[hit] = run.digest[position[hit]]
+                event_ms[hit] = run.event_ms[position[hit]]
+        return found, digest, event_ms
+
+    def get(self, key: str) -> FirstCopy | None:
+        high, low = key_hashes([key])
+        found, digest, event_ms = self.lookup(high, low)
+        return FirstCopy(int(digest[0]), int(event_ms[0])) if found[0] else None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def _all(self) -> Run:
+        runs = [run for day in sorted(self._days) for run in self._days[day]]
+        every = _concat(runs) if runs else EMPTY
+        return every.take(np.lexsort((every.low, every.high)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SeenIndex):
+            return NotImplemented
+        mine, theirs = self._all(), other._all()
+        return len(mine) == len(theirs) and all(
+            np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    # ------------------------------------------------------------------ writes
+    def add(self, ids: Run) -> None:
+        """Hold `ids` (not held yet: the engine adds only what `lookup` did not find)."""
+        if not len(ids):
+            return
+        days = ids.event_ms // DAY
+        for day in np.unique(days).tolist():
+            self._add_run(day, _sorted(ids.take(days == day)))
+        self._size += len(ids)
+
+    def _add_run(self, day: int, run: Run) -> None:
+        runs = self._days.setdefault(day, [])
+        runs.append(run)
+        while len(runs) > 1 and len(runs[-1]) >= MERGE_FRACTION * len(runs[-2]):
+            last = runs.pop()
+            runs[-1] = _sorted(_concat((runs[-1], last)))
+
+    def expired_days(self, watermark_ms: int, retention_ms: int) -> list[int]:
+        """The days whose every id is older than the retention at `watermark_ms`."""
+        return sorted(day for day in self._days if (day + 1) * DAY + retention_ms <= watermark_ms)
+
+    def drop_days(self, days: Iterable[int]) -> None:
+        for day in days:
+            runs = self._days.pop(day, [])
+            self._size -= sum(len(run) for run in runs)
+
+    def discard(self, keys: Sequence[str]) -> None:
+        """Forget single ids (changelogs written before this index evicted id by id)."""
+        if not keys:
+            return
+        high, low = key_hashes(keys)
+        for day, runs in list(self._days.items()):
+            kept = []
+            for run in runs:
+                position = _find(run, high, low)
+                gone = np.zeros(len(run), dtype=bool)
+                gone[position[position >= 0]] = True
+                self._size -= int(gone.sum())
+                if not gone.all():
+                    kept.append(run.take(~gone))
+            if kept:
+                self._days[day] = kept
+            else:
+                del self._days[day]
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # One run a day: fewer, larger arrays to write, and a loaded index starts merged.
+        days = {day: _sorted(_concat(runs)) for day, runs in self._days.items()}
+        return {"days": {day: tuple(run) for day, run in days.items()}}
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        self._days = {day: [Run(*columns)] for day, columns in saved["days"].items()}
+        self._size = sum(len(runs[0]) for runs in self._days.values())
