@@ -194,6 +194,7 @@ def run_once(batches: list[pa.Table]) -> Run:
         started = time.perf_counter()
         decode_state(snapshot, "snapshot")
         decode_ms = _ms_since(started)
+    assert engine.state is not None
     index = engine.state.seen
     ids = {"count": len(index), "bytes": index.nbytes, "runs": index.runs()}
     return Run(
