@@ -158,37 +158,14 @@ class FeatureEngine:
             for row, event in ordered
             if row["dead_letter_reason"] is None
         ]
-        # The index is asked about the whole batch at once; copies inside the batch are
-        # decided in stream order against the ids the batch has accepted so far.
-        high, low = key_hashes([row["dedupe_key"] for row, _ in candidates])
-        digests = digest_hashes([row["payload_digest"] for row, _ in candidates])
-        held, first_digest, first_ms = state.seen.lookup(high, low)
-        accepted: dict[str, FirstCopy] = {}
-        kept: list[int] = []  # positions in `candidates` of the ids accepted
-        for position, (row, event) in enumerate(candidates):
+        for row, event in self._dedupe(state, candidates, result):
             moment = event.time_ms
-            first = (
-                FirstCopy(int(first_digest[position]), int(first_ms[position]))
-                if held[position]
-                else accepted.get(row["dedupe_key"])
-            )
-            if first is not None:
-                if first.digest == int(digests[position]):
-                    result.duplicates += 1
-                else:
-                    result.dead_letters.append(_conflict(row, first))
-                continue
-            accepted[row["dedupe_key"]] = FirstCopy(int(digests[position]), moment)
-            kept.append(position)
             lateness = None if watermark is None else watermark - moment
             row["late"] = lateness is not None and lateness >= 0
             row["lateness_ms"] = lateness if row["late"] else None
             result.late += int(row["late"])
             valid.append((row, event))
             marks.append((row["shardId"], to_epoch_ms(row["approximateArrivalTimestamp"]), moment))
-        times = np.array([event.time_ms for _, event in valid], dtype=np.int64)
-        self._log.ids = Run(high[kept], low[kept], digests[kept], times)
-        state.seen.add(self._log.ids)
         state.shards = advance(state.shards, marks)
         release = release_mark(state.shards, backlogged, watermark)
         transactions = self._features(state, valid, release)
@@ -250,6 +227,40 @@ class FeatureEngine:
         return max(newest for _, newest in spans) - min(hour for hour, _ in spans) * HOUR
 
     # ------------------------------------------------------------------ pieces
+    def _dedupe(
+        self, state: EngineState, candidates: list[tuple[Row, FeatureEvent]], result: BatchResult
+    ) -> list[tuple[Row, FeatureEvent]]:
+        """The candidates (in stream order) whose id is new; the index learns them. A re-sent
+        copy is counted, one with another payload becomes a dead letter."""
+        # The index is asked about the whole batch at once; copies inside the batch are
+        # decided in stream order against the ids the batch has accepted so far.
+        high, low = key_hashes([row["dedupe_key"] for row, _ in candidates])
+        digests = digest_hashes([row["payload_digest"] for row, _ in candidates])
+        known, first_digests, first_times = (
+            column.tolist() for column in state.seen.lookup(high, low)
+        )
+        accepted: dict[str, FirstCopy] = {}
+        kept: list[int] = []  # positions in `candidates` of the ids accepted
+        for position, (digest, (row, event)) in enumerate(
+            zip(digests.tolist(), candidates, strict=True)
+        ):
+            first = (
+                FirstCopy(first_digests[position], first_times[position])
+                if known[position]
+                else accepted.get(row["dedupe_key"])
+            )
+            if first is None:
+                accepted[row["dedupe_key"]] = FirstCopy(digest, event.time_ms)
+                kept.append(position)
+            elif first.digest == digest:
+                result.duplicates += 1
+            else:
+                result.dead_letters.append(_conflict(row, first))
+        times = np.array([candidates[position][1].time_ms for position in kept], dtype=np.int64)
+        self._log.ids = Run(high[kept], low[kept], digests[kept], times)
+        state.seen.add(self._log.ids)
+        return [candidates[position] for position in kept]
+
     def _features(
         self, state: EngineState, valid: list[tuple[Row, FeatureEvent]], release: int | None
     ) -> list[Row]:
