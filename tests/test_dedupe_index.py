@@ -7,6 +7,7 @@ import math
 import pickle
 
 import numpy as np
+import pytest
 
 from ml_model.features.definitions import DAY, HOUR
 from processor.engine.dedupe_index import (
@@ -22,9 +23,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the start of a day
 
 
 def _ids(first: int, count: int, event_ms: int = T0) -> dict[str, tuple[str, int]]:
-    return {
-        f"transaction:tx-{n}": (f"digest-{n}", event_ms + n) for n in range(first, first + count)
-    }
+    return {f"transaction:tx-{n}": (f"{n:032x}", event_ms + n) for n in range(first, first + count)}
 
 
 def _held(index: SeenIndex, keys: list[str]) -> list[bool]:
@@ -35,7 +34,7 @@ def test_it_answers_with_the_first_copys_digest_and_time() -> None:
     index = SeenIndex.of(_ids(0, 3))
     found, digest, event_ms = index.lookup(*key_hashes(["transaction:tx-1", "transaction:tx-9"]))
     assert found.tolist() == [True, False]
-    assert digest[0] == digest_hashes(["digest-1"])[0] and event_ms[0] == T0 + 1
+    assert digest[0] == digest_hashes([f"{1:032x}"])[0] and event_ms[0] == T0 + 1
     first = index.get("transaction:tx-2")
     assert first is not None and first.event_ms == T0 + 2
     assert index.get("transaction:tx-9") is None and "transaction:tx-9" not in index
@@ -96,3 +95,9 @@ def test_a_key_hash_whose_high_half_another_shares_is_still_told_apart() -> None
     run = Run(high, low, np.zeros(5, np.uint64), np.arange(5, dtype=np.int64))
     queries = (np.array([7, 7, 7, 7], dtype=np.uint64), np.array([3, 1, 2, 4], dtype=np.uint64))
     assert _find(run, *queries).tolist() == [1, 2, 3, -1]
+
+
+def test_a_digest_is_read_as_its_first_64_bits_and_a_short_one_is_refused() -> None:
+    assert digest_hashes(["00000000000000ff" + "0" * 16]).tolist() == [255]
+    with pytest.raises(ValueError, match="shorter than 16 hex digits"):
+        digest_hashes(["0" * 32, "abc"])
