@@ -1,8 +1,8 @@
 """The dedupe index: every id the engine accepted within the dedupe retention, 32 bytes each.
 
 An id is kept as a 128-bit hash of its dedupe key, its payload digest's first 64 bits and its
-event time, in numpy arrays rather than as Python strings and tuples in a dict: ~300 bytes
-an id went to 32 (ADR 0033). The index holds rate x retention ids, so that is what bounds how
+event time, in numpy arrays rather than as Python strings and tuples in a dict: 256 bytes an
+id went to 34 (ADR 0033). The index holds rate x retention ids, so that is what bounds how
 long a job at a sustained rate fits its driver's memory.
 
 The ids are grouped by the day of their event time, which is how they expire: a day is dropped
