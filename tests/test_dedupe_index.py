@@ -14,7 +14,7 @@ from processor.engine.dedupe_index import (
     Run,
     SeenIndex,
     _find,
-    digest_hashes,
+    digest_prefixes,
     ids_of,
     key_hashes,
 )
@@ -34,7 +34,7 @@ def test_it_answers_with_the_first_copys_digest_and_time() -> None:
     index = SeenIndex.of(_ids(0, 3))
     found, digest, event_ms = index.lookup(*key_hashes(["transaction:tx-1", "transaction:tx-9"]))
     assert found.tolist() == [True, False]
-    assert digest[0] == digest_hashes([f"{1:032x}"])[0] and event_ms[0] == T0 + 1
+    assert digest[0] == digest_prefixes([f"{1:032x}"])[0] and event_ms[0] == T0 + 1
     first = index.get("transaction:tx-2")
     assert first is not None and first.event_ms == T0 + 2
     assert index.get("transaction:tx-9") is None and "transaction:tx-9" not in index
@@ -98,6 +98,6 @@ def test_a_key_hash_whose_high_half_another_shares_is_still_told_apart() -> None
 
 
 def test_a_digest_is_read_as_its_first_64_bits_and_a_short_one_is_refused() -> None:
-    assert digest_hashes(["00000000000000ff" + "0" * 16]).tolist() == [255]
+    assert digest_prefixes(["00000000000000ff" + "0" * 16]).tolist() == [255]
     with pytest.raises(ValueError, match="shorter than 16 hex digits"):
-        digest_hashes(["0" * 32, "abc"])
+        digest_prefixes(["0" * 32, "abc"])

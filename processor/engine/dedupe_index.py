@@ -67,7 +67,7 @@ def key_hashes(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return both[:, 0].astype(np.uint64), both[:, 1].astype(np.uint64)
 
 
-def digest_hashes(digests: Sequence[str]) -> np.ndarray:
+def digest_prefixes(digests: Sequence[str]) -> np.ndarray:
     """Each payload digest's first 64 bits: processor/parse.py's digest is already a hash (a
     blake2b, in hex), so a fifth of the time a second hash would take."""
     joined = "".join(digest[:16] for digest in digests)
@@ -80,7 +80,7 @@ def ids_of(records: Mapping[str, tuple[str, int]]) -> Run:
     """{dedupe key: (payload digest, event ms)} as a Run (state written before this index)."""
     keys = list(records)
     high, low = key_hashes(keys)
-    digests = digest_hashes([records[key][0] for key in keys])
+    digests = digest_prefixes([records[key][0] for key in keys])
     return Run(high, low, digests, np.array([records[key][1] for key in keys], dtype=np.int64))
 
 
@@ -142,7 +142,7 @@ class SeenIndex:
     def lookup(
         self, high: np.ndarray, low: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each queried key hash: whether it is held, its digest hash, its event ms."""
+        """For each queried key hash: whether it is held, its digest prefix, its event ms."""
         found = np.zeros(len(high), dtype=bool)
         digest = np.zeros(len(high), dtype=np.uint64)
         event_ms = np.zeros(len(high), dtype=np.int64)

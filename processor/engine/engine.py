@@ -40,7 +40,7 @@ from ml_model.features.definitions import (
     TERMINAL_RETENTION,
 )
 from ml_model.features.events import FeatureEvent
-from processor.engine.dedupe_index import FirstCopy, Run, digest_hashes, key_hashes
+from processor.engine.dedupe_index import FirstCopy, Run, digest_prefixes, key_hashes
 from processor.engine.ordering import release_mark
 from processor.engine.state import BatchLog, EngineState, HeldEvent, StateStore
 from processor.engine.watermark import advance, combined
@@ -235,7 +235,7 @@ class FeatureEngine:
         # The index is asked about the whole batch at once; copies inside the batch are
         # decided in stream order against the ids the batch has accepted so far.
         high, low = key_hashes([row["dedupe_key"] for row, _ in candidates])
-        digests = digest_hashes([row["payload_digest"] for row, _ in candidates])
+        digests = digest_prefixes([row["payload_digest"] for row, _ in candidates])
         known, first_digests, first_times = (
             column.tolist() for column in state.seen.lookup(high, low)
         )
