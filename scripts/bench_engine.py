@@ -11,13 +11,13 @@ events built from its columns (`from_arrow`) and `FeatureEngine.process`, from e
 `--repeats` times. The state's changelog is saved after each batch and timed apart (the job
 writes a big batch's in a forked child while the sinks run, a small one's in the batch); after
 the last batch, the whole state is encoded and decoded as a snapshot is, and the dedupe index's
-ids, array bytes and runs are counted. No Spark, no emulator:
-the figure a change to the feature or state code moves, without the ±15% a whole 200k run
-spreads. Prints and saves bench-results/engine.json: per-batch milliseconds of each run, the
-best and median µs per event over the steady batches (all but the first), each batch's
-changelog milliseconds, the snapshot's bytes and encode / decode milliseconds, the dedupe
-index's size, a digest of every transaction's features (equal digests: the same features), and
-the load average before and after.
+ids, array bytes and runs are counted. No Spark, no emulator: the figure a change to the feature
+or state code moves, without the ±15% a whole 200k run spreads. Prints and saves
+bench-results/engine.json: per-batch milliseconds of each run, the best and median µs per
+event over the steady batches (all but the first), each batch's changelog milliseconds, the
+snapshot's bytes and encode / decode milliseconds, the dedupe index's size, a digest of every
+transaction's features (equal digests: the same features), and the load average before and
+after.
 
 With `--rate`, the stream is the latency runs' instead (scripts/bench_streams.py): `--rate`
 events a second for `--seconds`, stamped with their send time, one batch a second. Its whole
