@@ -3,6 +3,7 @@ from the rows alone, held rows of an earlier batch, NaNs and other zones include
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,7 +123,10 @@ def test_the_engine_never_changes_a_parsed_column(tmp_path: Path) -> None:
     """What lets a table gather those columns from the collected batch instead of the rows."""
     rows = [_row(n) for n in range(8)] + [_row(n, kind="auth") for n in range(3)]
     for row in rows:
-        row["payload_digest"] = f"d-{row['event_id']}"
+        # as processor/parse.py writes it: a blake2b in hex
+        row["payload_digest"] = hashlib.blake2b(
+            row["event_id"].encode(), digest_size=16
+        ).hexdigest()
     collected = _collected(rows, PARSED.append(pa.field("payload_digest", pa.string())))
     before = [{name: row[name] for name in PARSED_EVENT_COLUMNS} for row in collected.rows]
     engine = FeatureEngine(
