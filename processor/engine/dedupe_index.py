@@ -118,7 +118,6 @@ class SeenIndex:
 
     def __init__(self) -> None:
         self._days: dict[int, list[Run]] = {}
-        self._size = 0
 
     @classmethod
     def of(cls, records: Mapping[str, tuple[str, int]]) -> SeenIndex:
@@ -128,7 +127,7 @@ class SeenIndex:
         return index
 
     def __len__(self) -> int:
-        return self._size
+        return sum(len(run) for runs in self._days.values() for run in runs)
 
     @property
     def nbytes(self) -> int:
@@ -186,7 +185,6 @@ class SeenIndex:
         days = ids.event_ms // DAY
         for day in np.unique(days).tolist():
             self._add_run(day, _sorted(ids.take(days == day)))
-        self._size += len(ids)
 
     def _add_run(self, day: int, run: Run) -> None:
         runs = self._days.setdefault(day, [])
@@ -201,8 +199,7 @@ class SeenIndex:
 
     def drop_days(self, days: Iterable[int]) -> None:
         for day in days:
-            runs = self._days.pop(day, [])
-            self._size -= sum(len(run) for run in runs)
+            self._days.pop(day, None)
 
     def discard(self, keys: Sequence[str]) -> None:
         """Forget single ids (changelogs written before this index evicted id by id)."""
@@ -215,7 +212,6 @@ class SeenIndex:
                 position = _find(run, high, low)
                 gone = np.zeros(len(run), dtype=bool)
                 gone[position[position >= 0]] = True
-                self._size -= int(gone.sum())
                 if not gone.all():
                     kept.append(run.take(~gone))
             if kept:
@@ -231,4 +227,3 @@ class SeenIndex:
 
     def __setstate__(self, saved: dict[str, Any]) -> None:
         self._days = {day: [Run(*columns)] for day, columns in saved["days"].items()}
-        self._size = sum(len(runs[0]) for runs in self._days.values())
