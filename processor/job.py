@@ -110,13 +110,17 @@ def bootstrap_checkpoint(spark: SparkSession, settings: Settings, source: str) -
         logger.info("--bootstrap-from ignored: checkpoint %s has progress or state", checkpoint)
         return False
     key = load_key(settings.processor.tokenization_key_env)
-    state = bootstrap_state(history_events(source, key, spark))
+    state = bootstrap_state(
+        history_events(source, key, spark),
+        dedupe_retention_ms=delay_ms(settings.processor.dedupe_retention),
+    )
     written = store.save_bootstrap(state)
     logger.info(
-        "warm start from %s: %d cards, %d terminals (%d bytes)",
+        "warm start from %s: %d cards, %d terminals, %d ids (%d bytes)",
         source,
         len(state.cards),
         len(state.terminals),
+        len(state.seen),
         written,
     )
     return True

@@ -25,8 +25,9 @@ from producer.generator import GeneratorOptions, TransactionGenerator
 
 KEY = os.environ["CARD_TOKEN_KEY"].encode()  # set by tests/conftest.py
 MIN = 60_000
+RETAIN = 35 * 1440 * MIN
 ENGINE = EngineSettings(
-    watermark_delay_ms=10 * MIN, idle_shard_timeout_ms=MIN, dedupe_retention_ms=35 * 1440 * MIN
+    watermark_delay_ms=10 * MIN, idle_shard_timeout_ms=MIN, dedupe_retention_ms=RETAIN
 )
 ARRIVAL = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -96,7 +97,8 @@ def test_bootstrapped_from_jsonl_the_next_features_equal_training(
     source = tmp_path / "history.jsonl"
     source.write_bytes(b"\n".join(history) + b"\n")
     store = StateStore(CheckpointFiles(str(tmp_path / "warm")))
-    store.save_bootstrap(bootstrap_state(history_events(str(source), KEY)))
+    state = bootstrap_state(history_events(str(source), KEY), dedupe_retention_ms=RETAIN)
+    store.save_bootstrap(state)
 
     offline = offline_features(history, new)
     assert len(offline) > 200
@@ -120,7 +122,7 @@ def test_bootstrapped_from_parquet_the_next_features_equal_training(
     events = history_events(str(source), KEY)
     assert len(events) == len(history)
     store = StateStore(CheckpointFiles(str(tmp_path / "warm")))
-    store.save_bootstrap(bootstrap_state(events))
+    store.save_bootstrap(bootstrap_state(events, dedupe_retention_ms=RETAIN))
     compare(spark, streamed_features(tmp_path / "warm", new), offline_features(history, new))
 
 
@@ -148,4 +150,58 @@ def test_the_job_bootstraps_a_new_checkpoint_from_the_lake_once(
 
     assert bootstrap_checkpoint(spark, settings, str(lake)) is True
     assert bootstrap_checkpoint(spark, settings, str(lake)) is False  # once only
+    # The lake's ids are the stream's dedupe keys: every one of them is held.
+    seen = StateStore(CheckpointFiles(str(tmp_path / "cp"))).load(-1).seen
+    assert len(seen) == len(rows)
+    assert all(row["dedupe_key"] in seen for row in rows)
     compare(spark, streamed_features(tmp_path / "cp", new), offline_features(history, new))
+
+
+def test_a_warm_start_drops_copies_of_history_and_scores_the_new(
+    stream: tuple[list[bytes], list[bytes]], tmp_path: Path
+) -> None:
+    """History's ids are in the dedupe index: a copy of one, re-sent after the start, is
+    dropped whatever its payload (history keeps none to compare), and new ids are scored."""
+    history, new = stream
+    source = tmp_path / "history.jsonl"
+    source.write_bytes(b"\n".join(history) + b"\n")
+    state = bootstrap_state(history_events(str(source), KEY), dedupe_retention_ms=RETAIN)
+    assert len(state.seen) == len(history)
+    store = StateStore(CheckpointFiles(str(tmp_path / "warm")))
+    store.save_bootstrap(state)
+
+    resent = [p for p in history if json.loads(p)["event_type"] == "transaction"][-20:]
+    changed = json.loads(resent[0])
+    changed["amount"] = round(changed["amount"] + 1.0, 2)
+    batch = [*resent, json.dumps(changed).encode(), *new]
+    result = FeatureEngine(store, ENGINE).process(parsed_rows(batch), 0)
+
+    assert result.duplicates == len(resent) + 1
+    assert result.dead_letters == []
+    resent_ids = {json.loads(p)["transaction_id"] for p in resent}
+    scored = {row["transaction_id"] for row in result.transactions}
+    assert not scored & resent_ids
+    new_ids = {json.loads(p).get("transaction_id") for p in new} - {None}
+    assert scored == new_ids
+
+
+def test_a_warm_start_keeps_only_the_ids_within_the_dedupe_retention(
+    stream: tuple[list[bytes], list[bytes]], tmp_path: Path
+) -> None:
+    history, _ = stream
+    events = sorted(history_events_of(history, tmp_path), key=lambda e: e.time_ms)
+    newest = events[-1].time_ms
+    day = 1440 * MIN
+    state = bootstrap_state(events, dedupe_retention_ms=day)
+    kept = {f"{e.kind}:{e.event_id}" for e in events if e.time_ms + day > newest}
+    assert 0 < len(kept) < len(events)
+    assert len(state.seen) == len(kept)
+    assert all(key in state.seen for key in kept)
+    older = next(e for e in events if e.time_ms + day <= newest)
+    assert f"{older.kind}:{older.event_id}" not in state.seen
+
+
+def history_events_of(payloads: list[bytes], folder: Path) -> list[Any]:
+    source = folder / "history.jsonl"
+    source.write_bytes(b"\n".join(payloads) + b"\n")
+    return history_events(str(source), KEY)

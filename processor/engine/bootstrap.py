@@ -9,8 +9,10 @@ same `update_*` functions, in event-key order, so the state is exactly what the 
 hold after reading that history; entities idle past their retention are left out.
 
 The state is saved as the checkpoint's bootstrap snapshot, the state "as of batch -1", which
-batch 0 then starts from. The dedupe index is not bootstrapped: history rows carry no payload
-digest, so an id re-sent from before the start would be scored again.
+batch 0 then starts from. The dedupe index holds the history's ids within the dedupe retention
+of its newest event, so a copy re-sent from before the start is dropped, not scored again.
+History rows carry no payload digest, so such a copy is taken as re-sent whatever its payload
+(a conflicting one is not told apart).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ml_model.features import (
 )
 from ml_model.features.definitions import CARD, CARD_RETENTION, TERMINAL, TERMINAL_RETENTION
 from processor.card_tokens import card_token
+from processor.engine.dedupe_index import history_ids
 from processor.engine.state import EngineState
 from producer.contract import parse_event_time, parse_payload
 
@@ -47,15 +50,17 @@ LAKE_TABLES = ("transactions", "auth_events", "labels")
 RETENTION = {CARD: CARD_RETENTION, TERMINAL: TERMINAL_RETENTION}
 
 
-def bootstrap_state(events: Iterable[FeatureEvent]) -> EngineState:
-    """The engine state after `events` (any order; repeated ids count once)."""
+def bootstrap_state(events: Iterable[FeatureEvent], *, dedupe_retention_ms: int) -> EngineState:
+    """The engine state after `events` (any order; repeated ids count once), with their ids
+    in the dedupe index when within `dedupe_retention_ms` of the newest."""
     grouped: dict[tuple[str, str], list[FeatureEvent]] = defaultdict(list)
-    seen: set[tuple[str, str]] = set()
+    seen: dict[str, int] = {}  # dedupe key (processor/parse.py's) -> event ms
     newest = None
     for event in events:
-        if (event.kind, event.event_id) in seen:
+        key = f"{event.kind}:{event.event_id}"
+        if key in seen:
             continue
-        seen.add((event.kind, event.event_id))
+        seen[key] = event.time_ms
         newest = event.time_ms if newest is None else max(newest, event.time_ms)
         for kind in ENTITIES_OF[event.kind]:
             entity = entity_id(kind, event)
@@ -68,6 +73,11 @@ def bootstrap_state(events: Iterable[FeatureEvent]) -> EngineState:
         if newest is not None and current["max"] + RETENTION[kind] < newest:
             continue  # idle past its retention: the stream would have evicted it
         (state.cards if kind == CARD else state.terminals)[entity] = current
+    if newest is not None:
+        # The stream expires an id once the watermark is past its day's end by the retention;
+        # ids already that old would only be dropped by batch 0.
+        kept = {key: ms for key, ms in seen.items() if ms + dedupe_retention_ms > newest}
+        state.seen.add(history_ids(list(kept), list(kept.values())))
     return state
 
 

@@ -14,6 +14,9 @@ one binary search per run.
 Two ids share a key hash with odds of ~n/2^128 per id (n ids held); two payloads of one id
 share a digest's first 64 bits with odds of 2^-64 per re-sent id. Neither is worth the bytes
 to rule out.
+
+Ids a warm start takes from history (processor/engine/bootstrap.py) have no payload digest: the
+lake does not keep one. They hold `UNKNOWN_DIGEST`, and any copy of them counts as re-sent.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from ml_model.features.definitions import DAY
 # A run is merged into the one before it once it is at least this fraction of its size: the
 # sizes halve along a day's runs, so a day of n ids holds at most log2(n / batch) + 1 runs.
 MERGE_FRACTION = 0.5
+# The digest of an id whose first copy's payload is not known (taken from history). A real
+# payload's digest starts with 64 zero bits with odds of 2^-64; a conflicting copy of such an
+# id would then count as re-sent.
+UNKNOWN_DIGEST = 0
 
 
 class FirstCopy(NamedTuple):
@@ -82,6 +89,17 @@ def ids_of(records: Mapping[str, tuple[str, int]]) -> Run:
     high, low = key_hashes(keys)
     digests = digest_prefixes([records[key][0] for key in keys])
     return Run(high, low, digests, np.array([records[key][1] for key in keys], dtype=np.int64))
+
+
+def history_ids(keys: Sequence[str], event_ms: Sequence[int]) -> Run:
+    """Ids known from history, their payloads unknown: each dedupe key with its event time."""
+    high, low = key_hashes(keys)
+    return Run(
+        high,
+        low,
+        np.full(len(keys), UNKNOWN_DIGEST, dtype=np.uint64),
+        np.asarray(event_ms, dtype=np.int64),
+    )
 
 
 def _sorted(run: Run) -> Run:

@@ -6,7 +6,8 @@ memory (processor/engine/state.py keeps it on disk per batch id). Per batch:
 1. **Dedupe**, exact for `dedupe_retention` of event time: an id seen before with the same
    payload is dropped (counted); with another payload it becomes a dead letter `duplicate_conflict`
    naming the batch order, never dropped silently. Copies inside one batch are decided in stream
-   order (shard, sequence number), so a replay decides the same.
+   order (shard, sequence number), so a replay decides the same. Ids a warm start took from
+   history have no known payload: any copy of them is dropped as re-sent.
 2. **Lateness** against the watermark at the batch's start (processor/engine/watermark.py):
    a late event is still scored and written, flagged `late` with its lateness.
 3. **Features** with the same pure functions as training (ml_model/features): each card's
@@ -40,7 +41,13 @@ from ml_model.features.definitions import (
     TERMINAL_RETENTION,
 )
 from ml_model.features.events import FeatureEvent
-from processor.engine.dedupe_index import FirstCopy, Run, digest_prefixes, key_hashes
+from processor.engine.dedupe_index import (
+    UNKNOWN_DIGEST,
+    FirstCopy,
+    Run,
+    digest_prefixes,
+    key_hashes,
+)
 from processor.engine.ordering import release_mark
 from processor.engine.state import BatchLog, EngineState, HeldEvent, StateStore
 from processor.engine.watermark import advance, combined
@@ -252,7 +259,7 @@ class FeatureEngine:
             if first is None:
                 accepted[row["dedupe_key"]] = FirstCopy(digest, event.time_ms)
                 kept.append(position)
-            elif first.digest == digest:
+            elif first.digest == digest or first.digest == UNKNOWN_DIGEST:
                 result.duplicates += 1
             else:
                 result.dead_letters.append(_conflict(row, first))
