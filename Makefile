@@ -78,6 +78,7 @@ bench: venv jars ## Run the benchmarks; figures are printed and saved under benc
 	$(PY) -m scripts.bench_processor
 	$(PY) -m scripts.bench_scoring
 	$(PY) -m scripts.bench_features
+	$(PY) -m scripts.bench_parse
 	$(PY) -m scripts.bench_density
 	$(PY) -m scripts.bench_engine
 	$(PY) -m scripts.bench_engine --rate 1000 --repeats 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from scripts import bench_density, bench_engine, bench_lake
+from scripts import bench_density, bench_engine, bench_lake, bench_parse
 from scripts.bench_scoring import BatchWall, _after_warm_up, cpu_used, tail_batches
 
 
@@ -113,3 +113,17 @@ def test_the_lake_bench_compacts_at_its_interval_and_keeps_every_row(
     # Day one's six files became one at version 5, day two's first four one at version 10,
     # and the last two batches' files are not compacted yet.
     assert compacted["files_at_end"] == 4
+
+
+def test_the_parse_bench_parses_every_record_into_the_same_rows_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--transactions", "600", "--customers", "30", "--batch", "250", "--repeats", "2"]
+    assert bench_parse.main(args) == 0
+    first = json.loads((tmp_path / "bench-results" / "parse.json").read_text())
+    assert first["records"] >= 600 and len(first["runs_s"]) == 2
+    assert first["best_us_per_record"] <= first["median_us_per_record"]
+    assert bench_parse.main(args) == 0
+    second = json.loads((tmp_path / "bench-results" / "parse.json").read_text())
+    assert second["rows_digest"] == first["rows_digest"]

@@ -364,7 +364,15 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     from ml_model.train import build_parser as train_parser
     from processor.cli import build_parser as processor_parser
     from producer.cli import build_send_parser, build_serve_parser, build_test_parser
-    from scripts import bench_baseline, bench_engine, bench_features, demo, local_aws, setup_aws
+    from scripts import (
+        bench_baseline,
+        bench_engine,
+        bench_features,
+        bench_parse,
+        demo,
+        local_aws,
+        setup_aws,
+    )
 
     return {
         "producer": build_send_parser(),
@@ -380,6 +388,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
         "scripts.bench_baseline": bench_baseline.main_parser(),
         "scripts.bench_engine": bench_engine.build_parser(),
         "scripts.bench_features": bench_features.build_parser(),
+        "scripts.bench_parse": bench_parse.build_parser(),
     }
 
 
