@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import orjson
+
 SCHEMA_VERSION: Final = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1})
 
@@ -254,17 +256,18 @@ def parse_event_time(text: str) -> datetime:
         raise ValueError("timestamp is outside the representable range") from exc
 
 
+# Luhn doubles every second digit from the right and adds a product's two digits: 0-9 -> this.
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def luhn_valid(digits: str) -> bool:
-    """The Luhn (mod 10) check that every real PAN passes."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    """The Luhn (mod 10) check that every real PAN passes; False for anything but ASCII digits
+    (`\\d` in a pattern also matches other scripts' digits)."""
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    # Every digit as one ASCII byte: the string's byte sum less 48 a digit is its digit sum.
+    spelled = digits[-1::-2] + digits[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(spelled.encode()) - 48 * len(spelled)) % 10 == 0
 
 
 def luhn_check_digit(partial: str) -> str:
@@ -448,7 +451,8 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
     `now` is the reference clock for future timestamps (the record's arrival time in the
     processor); without it the time check is skipped.
     """
-    if not isinstance(event, Mapping):
+    # A decoded payload is a dict: the ABC's isinstance is for other callers' mappings.
+    if type(event) is not dict and not isinstance(event, Mapping):
         return Invalid(REASON_NOT_AN_OBJECT, None, "payload is JSON but not an object")
     version = event.get("schema_version")
     if "schema_version" not in event:
@@ -496,7 +500,7 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
                 )
     label = event.get(LABEL_FIELD)
     if label is not None:
-        if not isinstance(label, Mapping):
+        if type(label) is not dict and not isinstance(label, Mapping):
             return Invalid(REASON_WRONG_TYPE, LABEL_FIELD, "'label' must be an object")
         for name, accepts, spec in _LABEL_RULES:
             if not accepts(label.get(name)):
@@ -506,12 +510,53 @@ def validate_event(event: Any, now: datetime | None = None) -> Invalid | None:
     return None
 
 
+# orjson turns an integer outside [-2^63, 2^64) into a float; json keeps it an int.
+_INT_RANGE: Final = 2.0**63
+
+
+def _beyond_int_range(value: Any) -> bool:
+    """Whether `value` is, or holds, a float outside the range orjson reads integers in."""
+    kind = type(value)
+    if kind is float:
+        return not -_INT_RANGE < value < _INT_RANGE
+    if kind is not dict and kind is not list:
+        return False
+    # One call per container, not per value: an event is one flat object and its label.
+    for item in value.values() if kind is dict else value:
+        kind = type(item)
+        if kind is float:
+            if not -_INT_RANGE < item < _INT_RANGE:
+                return True
+        elif (kind is dict or kind is list) and _beyond_int_range(item):
+            return True
+    return False
+
+
+def decode_json(payload: bytes | str) -> Any:
+    """`json.loads(payload)`, through orjson (~4x faster) where it gives the same answer.
+
+    orjson refuses what json reads but JSON does not allow (NaN, a byte-order mark, UTF-16,
+    lone surrogates, numbers past a double, nesting past 1,024) and reads a huge integer as a
+    float: those payloads, and any with a float of an integer's size, are decoded again by
+    json, so every payload decodes, or fails, exactly as json.loads would have it.
+    """
+    try:
+        value = orjson.loads(payload)
+    except (orjson.JSONDecodeError, RecursionError):
+        return json.loads(payload)
+    try:
+        huge = _beyond_int_range(value)
+    except RecursionError:  # nesting deeper than this walk may go: json decides
+        huge = True
+    return json.loads(payload) if huge else value
+
+
 def parse_payload(
     payload: bytes, now: datetime | None = None
 ) -> tuple[dict[str, Any] | None, Invalid | None]:
     """Decode and validate one raw record: (event, None) or (None, why it is invalid)."""
     try:
-        event = json.loads(payload)
+        event = decode_json(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # RecursionError: JSON nested deeper than the interpreter's stack allows.
         return None, Invalid(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -135,6 +136,59 @@ def test_luhn() -> None:
     assert not c.luhn_valid("4111111111111112")
     partial = "400000123456789"
     assert c.luhn_valid(partial + c.luhn_check_digit(partial))
+
+
+def luhn_by_the_book(digits: str) -> bool:
+    total = 0
+    for index, digit in enumerate(map(int, reversed(digits))):
+        doubled = digit * 2 if index % 2 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return total % 10 == 0
+
+
+def test_luhn_agrees_with_the_textbook_loop_and_refuses_what_is_not_ascii_digits() -> None:
+    rng = random.Random(7)
+    numbers = ["".join(rng.choices("0123456789", k=rng.randint(1, 19))) for _ in range(5_000)]
+    assert [c.luhn_valid(n) for n in numbers] == [luhn_by_the_book(n) for n in numbers]
+    assert sum(map(c.luhn_valid, numbers)) > 300  # both answers occur
+    for text in ("", "4111 1111 1111 1111", "411111111111111a", "\u0664" * 16, "٤١١١١١١١١١١١١١١١"):
+        assert not c.luhn_valid(text)
+
+
+# JSON that json.loads reads but orjson refuses or reads otherwise, and plain events.
+DECODED_AS_JSON_DOES = [
+    b'{"amount": NaN}',
+    b'{"amount": Infinity, "x": -Infinity}',
+    b'{"amount": 1E400}',
+    b"\xef\xbb\xbf{}",
+    '{"a": 1}'.encode("utf-16"),
+    b'{"id": "\\ud800"}',
+    b'{"schema_version": 18446744073709551616}',
+    b'{"schema_version": -9223372036854775809}',
+    b'{"label": {"n": [1, 99999999999999999999999]}}',
+    b'{"amount": 1e19, "y": 9223372036854775807, "z": -9223372036854775808}',
+    b'{"a": 1, "a": 2}',
+    b'{"amount": -0.0, "b": 5e-324, "c": 1.0000000000000000000001}',
+    b"[" * 1_100 + b"]" * 1_100,
+    b"[" * 600 + b"]" * 600,
+    c.encode_event(transaction()),
+]
+
+
+@pytest.mark.parametrize("payload", DECODED_AS_JSON_DOES, ids=lambda p: repr(p[:24]))
+def test_decode_json_gives_what_json_loads_gives(payload: bytes) -> None:
+    def outcome(decode: Any) -> Any:
+        try:
+            return ("value", repr(decode(payload)))
+        except (ValueError, RecursionError) as exc:
+            return ("error", type(exc).__name__)
+
+    assert outcome(c.decode_json) == outcome(json.loads)
+
+
+def test_decode_json_keeps_huge_integers_integers() -> None:
+    assert c.decode_json(b'{"v": 18446744073709551616}') == {"v": 2**64}
+    assert type(c.decode_json(b'{"v": -9223372036854775809}')["v"]) is int
 
 
 def test_encoding_is_compact_and_keeps_key_order() -> None:

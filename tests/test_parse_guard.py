@@ -3,6 +3,8 @@ exception, and nothing kept of a rejected record holds a card number in clear.""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -248,3 +250,12 @@ def test_rejection_details_never_repeat_a_card_number() -> None:
         assert row["dead_letter_reason"] is not None
         assert PAN[:12] not in row["dead_letter_detail"].replace(" ", "").replace("-", "")
         assert len(row["dead_letter_detail"]) < 120
+
+
+@pytest.mark.parametrize("key_bytes", [16, 32, 63, 64, 65, 200])
+def test_card_tokens_are_hmac_sha256_of_the_pan(key_bytes: int) -> None:
+    rng = random.Random(key_bytes)
+    key = bytes(rng.randrange(256) for _ in range(key_bytes))
+    for _ in range(50):
+        pan = "".join(rng.choices("0123456789", k=rng.randint(12, 19)))
+        assert card_token(pan, key) == hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()
