@@ -114,9 +114,11 @@ def batches_at_rate(rate: int, seconds: int, shards: int) -> list[pa.Table]:
     return _parsed(stamped(), per_tick * 10, shards)
 
 
-def _parsed(records: Iterable[OutgoingRecord], size: int, shards: int) -> list[pa.Table]:
-    """`records` parsed as the source hands them over, `size` a batch, each card's on one of
-    `shards` shards in order."""
+def source_batches(
+    records: Iterable[OutgoingRecord], size: int, shards: int
+) -> list[pa.RecordBatch]:
+    """`records` as the Kinesis source hands them to its record parser, `size` a batch, each
+    card's on one of `shards` shards in order, arriving at their send time."""
     sequences = [0] * shards
     columns: dict[str, list[object]] = {
         name: [] for name in ("data", "shardId", "partitionKey", "sequenceNumber", "arrivalMs")
@@ -129,27 +131,35 @@ def _parsed(records: Iterable[OutgoingRecord], size: int, shards: int) -> list[p
         columns["partitionKey"].append(record.partition_key)
         columns["sequenceNumber"].append(f"{sequences[shard]:030d}")
         columns["arrivalMs"].append(record.send_time_ms)
-    os.environ.setdefault(KEY_ENV, "bench-only-tokenisation-key-0123456789")
-    parse = ContractParser(KEY_ENV)
     batches = []
     for start in range(0, len(columns["data"]), size):
         part = {name: values[start : start + size] for name, values in columns.items()}
         n = len(part["data"])
-        source = pa.RecordBatch.from_pydict(
-            {
-                "data": pa.array(part["data"], pa.binary()),
-                "streamName": ["bench"] * n,
-                "shardId": part["shardId"],
-                "partitionKey": part["partitionKey"],
-                "sequenceNumber": part["sequenceNumber"],
-                "subSequenceNumber": [0] * n,
-                "approximateArrivalTimestamp": pa.array(
-                    part["arrivalMs"], pa.timestamp("ms", "UTC")
-                ).cast(pa.timestamp("us", "UTC")),
-            }
+        batches.append(
+            pa.RecordBatch.from_pydict(
+                {
+                    "data": pa.array(part["data"], pa.binary()),
+                    "streamName": ["bench"] * n,
+                    "shardId": part["shardId"],
+                    "partitionKey": part["partitionKey"],
+                    "sequenceNumber": part["sequenceNumber"],
+                    "subSequenceNumber": [0] * n,
+                    "approximateArrivalTimestamp": pa.array(
+                        part["arrivalMs"], pa.timestamp("ms", "UTC")
+                    ).cast(pa.timestamp("us", "UTC")),
+                }
+            )
         )
-        batches.append(pa.Table.from_batches([parse(source)]))
     return batches
+
+
+def _parsed(records: Iterable[OutgoingRecord], size: int, shards: int) -> list[pa.Table]:
+    """`records` parsed as the source hands them over (`source_batches`)."""
+    os.environ.setdefault(KEY_ENV, "bench-only-tokenisation-key-0123456789")
+    parse = ContractParser(KEY_ENV)
+    return [
+        pa.Table.from_batches([parse(source)]) for source in source_batches(records, size, shards)
+    ]
 
 
 @dataclass

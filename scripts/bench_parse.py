@@ -6,10 +6,11 @@ the JSON decoding or the tokenisation moves.
 
 Generates a seeded stream and times processor/parse.py's `ContractParser` (what the Kinesis
 source runs on every record it reads, ADR 0023) over it in Arrow batches of `--batch` source
-records, `--repeats` times. Prints and saves bench-results/parse.json: the best and median µs
-per record, a digest of the parsed columns (equal digests: the same rows) and the load average
-before and after. In the job this runs in the source's process, on the same two cores as the
-rest of a batch.
+records (as scripts/bench_engine.py builds them: four shards, each card's on one, arriving at
+their send time), `--repeats` times. Prints and saves bench-results/parse.json: the best and
+median µs per record, a digest of the parsed columns (equal digests: the same rows) and the
+load average before and after. In the job this runs in the source's process, on the same two
+cores as the rest of a batch.
 """
 
 from __future__ import annotations
@@ -19,17 +20,14 @@ import hashlib
 import os
 import statistics
 import time
-from datetime import UTC, datetime
-
-import pyarrow as pa
 
 from config.cli import at_least, configure_logging, new_parser, run_cli
 from processor.parse import ContractParser
 from producer.generator import GeneratorOptions, TransactionGenerator
+from scripts.bench_engine import KEY_ENV, source_batches
 from scripts.bench_results import RESULTS, save_results
 
-KEY_ENV = "FRAUD_BENCH_TOKEN_KEY"
-ARRIVAL = datetime(2026, 6, 1, tzinfo=UTC)
+SHARDS = 4  # the default stream's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,39 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def source_batches(payloads: list[bytes], size: int) -> list[pa.RecordBatch]:
-    """The payloads as the Kinesis source hands them to its record parser."""
-    batches = []
-    for start in range(0, len(payloads), size):
-        data = payloads[start : start + size]
-        n = len(data)
-        batches.append(
-            pa.RecordBatch.from_pydict(
-                {
-                    "data": data,
-                    "streamName": ["bench"] * n,
-                    "shardId": ["shardId-000000000000"] * n,
-                    "partitionKey": ["k"] * n,
-                    "sequenceNumber": [f"{start + i:056d}" for i in range(n)],
-                    "subSequenceNumber": [0] * n,
-                    "approximateArrivalTimestamp": pa.array(
-                        [ARRIVAL] * n, pa.timestamp("us", "UTC")
-                    ),
-                }
-            )
-        )
-    return batches
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
-    os.environ.setdefault(KEY_ENV, "bench-only-token-key-0123456789")
+    os.environ.setdefault(KEY_ENV, "bench-only-tokenisation-key-0123456789")
     generator = TransactionGenerator(
         GeneratorOptions(seed=9, num_transactions=args.transactions, num_customers=args.customers)
     )
-    payloads = [record.data for record in generator.records() if record.event_type is not None]
-    batches = source_batches(payloads, args.batch)
+    records = [record for record in generator.records() if record.event_type is not None]
+    batches = source_batches(records, args.batch, SHARDS)
     parse = ContractParser(KEY_ENV)
     load_before = os.getloadavg()
     runs, parsed = [], []
@@ -93,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     dead = sum(batch.column("dead_letter_reason").null_count != batch.num_rows for batch in parsed)
     results = {
         "label": args.label,
-        "records": len(payloads),
+        "records": len(records),
         "batch_records": args.batch,
         "batches_with_dead_letters": dead,
-        "best_us_per_record": round(min(runs) / len(payloads) * 1e6, 2),
-        "median_us_per_record": round(statistics.median(runs) / len(payloads) * 1e6, 2),
+        "best_us_per_record": round(min(runs) / len(records) * 1e6, 2),
+        "median_us_per_record": round(statistics.median(runs) / len(records) * 1e6, 2),
         "runs_s": [round(run, 3) for run in runs],
         "rows_digest": digest.hexdigest(),
         "load_average_before": load_before,
