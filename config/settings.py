@@ -121,9 +121,6 @@ class ModelSettings(_Section):
     challenger_path: str | None = None
     threshold: float | None = Field(default=None, ge=0, le=1)
     review_band: float = Field(gt=0, le=1)
-    # OpenMP threads of a local model's scoring on the driver, which shares its cores with
-    # Spark: two threads on two busy vCPUs took longer than one (ADR 0035).
-    threads: int = Field(default=1, ge=1)
     scorer: Literal["local", "sagemaker"]
     sagemaker_endpoint: str | None = None
     sagemaker_timeout_s: float = Field(default=2.0, gt=0)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from config.exceptions import ModelError, ScorerUnavailableError
 from ml_model.artifacts import MODEL_FILE, ModelCard, load_model, read_artifact, read_card
@@ -119,27 +118,11 @@ def champion_scorer(settings: Settings) -> FrameScorer:
     return scorer.score
 
 
-def with_threads(score: FrameScorer, threads: int) -> FrameScorer:
-    """`score` with the OpenMP libraries loaded so far (scikit-learn's, once a model is loaded)
-    held to `threads` threads while it runs."""
-    controller = ThreadpoolController()
-
-    def limited(frame: pd.DataFrame) -> pd.DataFrame:
-        with controller.limit(limits=threads, user_api="openmp"):
-            return score(frame)
-
-    return limited
-
-
 def frame_scorer(settings: Settings) -> FrameScorer:
     """The job's scorer: the champion's, shadowed by the challenger when one is configured.
 
     Both are loaded before the query starts; either failing its checks stops the job there.
-    Local models score with `model.threads` OpenMP threads: the driver's cores are Spark's too,
-    and threads that wait for a busy core at each of the model's parallel steps cost more than
-    they bring (ADR 0035).
     """
     champion = champion_scorer(settings)
     challenger = challenger_scorer(settings)
-    scorer = champion if challenger is None else ShadowScorer(champion, challenger)
-    return with_threads(scorer, settings.model.threads)
+    return champion if challenger is None else ShadowScorer(champion, challenger)
