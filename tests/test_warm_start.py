@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from chispa import assert_df_equality
 
-from ml_model.features import FEATURE_NAMES, compute_features, from_row
+from ml_model.features import FEATURE_NAMES, FeatureEvent, compute_features, from_row
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore
 from processor.engine.bootstrap import bootstrap_state, history_events
@@ -163,9 +163,7 @@ def test_a_warm_start_drops_copies_of_history_and_scores_the_new(
     """History's ids are in the dedupe index: a copy of one, re-sent after the start, is
     dropped whatever its payload (history keeps none to compare), and new ids are scored."""
     history, new = stream
-    source = tmp_path / "history.jsonl"
-    source.write_bytes(b"\n".join(history) + b"\n")
-    state = bootstrap_state(history_events(str(source), KEY), dedupe_retention_ms=RETAIN)
+    state = bootstrap_state(history_events_of(history, tmp_path), dedupe_retention_ms=RETAIN)
     assert len(state.seen) == len(history)
     store = StateStore(CheckpointFiles(str(tmp_path / "warm")))
     store.save_bootstrap(state)
@@ -201,7 +199,7 @@ def test_a_warm_start_keeps_only_the_ids_within_the_dedupe_retention(
     assert f"{older.kind}:{older.event_id}" not in state.seen
 
 
-def history_events_of(payloads: list[bytes], folder: Path) -> list[Any]:
+def history_events_of(payloads: list[bytes], folder: Path) -> list[FeatureEvent]:
     source = folder / "history.jsonl"
     source.write_bytes(b"\n".join(payloads) + b"\n")
     return history_events(str(source), KEY)
