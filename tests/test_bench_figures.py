@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from producer.contract import format_epoch_ms
+from producer.kinesis_writer import KinesisWriter
+from producer.stats import SendStats
 from scripts import bench_density, bench_engine, bench_lake, bench_parse
 from scripts.bench_scoring import BatchWall, _after_warm_up, cpu_used, tail_batches
+from scripts.bench_streams import latency_records, restamped
 
 
 def test_a_process_read_after_it_exited_keeps_its_role() -> None:
@@ -127,3 +134,36 @@ def test_the_parse_bench_parses_every_record_into_the_same_rows_each_time(
     assert bench_parse.main(args) == 0
     second = json.loads((tmp_path / "bench-results" / "parse.json").read_text())
     assert second["rows_digest"] == first["rows_digest"]
+
+
+class _RecordingKinesis:
+    """PutRecords that accepts every entry and keeps each call's partition keys."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        self.calls.append([entry["PartitionKey"] for entry in Records])
+        return {"Records": [{"ShardId": "shardId-000000000000"} for _ in Records]}
+
+
+def test_a_tick_of_the_restamped_latency_stream_goes_out_in_as_few_calls_as_its_cards_allow(
+    tmp_path: Path,
+) -> None:
+    """The writer holds a card's next record for a later call and ends a call that would pass a
+    held record by more than its reorder bound of send time. A tick's records all carry the
+    tick's send time, so only a card's repeats split it: as many calls as the busiest card has
+    records. With the generator's send times left in place, calls held ~18 records."""
+    now_ms = 1_800_000_000_000
+    records = [restamped(record, now_ms) for record in islice(latency_records(), 400)]
+    assert {record.send_time_ms for record in records} == {now_ms}
+    assert {json.loads(record.data)["event_time"] for record in records} == {
+        format_epoch_ms(now_ms)
+    }
+    kinesis = _RecordingKinesis()
+    writer = KinesisWriter(kinesis, "bench", SendStats(), tmp_path / "failed.jsonl")
+    writer.put(records)
+    writer.flush()
+    busiest = max(Counter(record.partition_key for record in records).values())
+    assert len(kinesis.calls) == busiest
+    assert sum(map(len, kinesis.calls)) == writer.stats.sent == 400
