@@ -23,10 +23,11 @@ else
 fi
 
 echo "Installing Debian's chromium for the browser tests (apt-get, once)..." >&2
+# Through env: sudo drops the caller's environment, DEBIAN_FRONTEND with it.
+apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
 log="$(mktemp)"
-if DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get update -qq >"$log" 2>&1 \
-  && DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
-    chromium >>"$log" 2>&1 \
+if "${apt[@]}" update -qq >"$log" 2>&1 \
+  && "${apt[@]}" install -y -qq --no-install-recommends chromium >>"$log" 2>&1 \
   && [[ -x "$chromium" ]]; then
   rm -f "$log"
 else

@@ -22,14 +22,14 @@ def fake_tool(directory: Path, name: str, body: str) -> None:
 ScriptRun = tuple[subprocess.CompletedProcess[str], Path, Path]
 
 
-def run_script(tmp_path: Path, *, uid: int, apt_body: str) -> ScriptRun:
+def run_script(tmp_path: Path, *, uid: int, apt_body: str, sudo_body: str = "exit 1") -> ScriptRun:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     chromium = tmp_path / "chromium"
     calls = tmp_path / "apt-calls"
     fake_tool(bin_dir, "id", f"echo {uid}")
-    fake_tool(bin_dir, "apt-get", f'echo "$*" >> {calls}\n{apt_body}')
-    fake_tool(bin_dir, "sudo", "exit 1")  # sudo that asks for a password
+    fake_tool(bin_dir, "apt-get", f'echo "$DEBIAN_FRONTEND $*" >> {calls}\n{apt_body}')
+    fake_tool(bin_dir, "sudo", sudo_body)  # by default, sudo that asks for a password
     env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "CHROMIUM": str(chromium)}
     result = subprocess.run(
         ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, check=False, timeout=30
@@ -45,10 +45,24 @@ def test_installs_chromium_with_apt_get_when_missing(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert chromium.exists()
     assert calls.read_text().splitlines() == [
-        "update -qq",
-        "install -y -qq --no-install-recommends chromium",
+        "noninteractive update -qq",
+        "noninteractive install -y -qq --no-install-recommends chromium",
     ]
     assert "failed" not in result.stderr
+
+
+def test_installs_through_password_less_sudo_without_root(tmp_path: Path) -> None:
+    installed = tmp_path / "chromium"
+    apt_body = f'if [[ "$1" == install ]]; then touch {installed}; chmod +x {installed}; fi'
+    # Like sudo's env_reset: the command runs with a bare environment, PATH kept.
+    sudo_body = '[[ "$1" == -n ]] && shift\nexec env -i PATH="$PATH" "$@"'
+    result, chromium, calls = run_script(tmp_path, uid=1000, apt_body=apt_body, sudo_body=sudo_body)
+    assert result.returncode == 0
+    assert chromium.exists()
+    assert calls.read_text().splitlines() == [
+        "noninteractive update -qq",
+        "noninteractive install -y -qq --no-install-recommends chromium",
+    ]
 
 
 def test_does_nothing_when_chromium_is_there(tmp_path: Path) -> None:
