@@ -20,6 +20,17 @@ def fake_tool(directory: Path, name: str, body: str) -> None:
 
 
 ScriptRun = tuple[subprocess.CompletedProcess[str], Path, Path]
+# What apt-get is asked to do, each line after the DEBIAN_FRONTEND it saw.
+INSTALL_CALLS = [
+    "noninteractive update -qq",
+    "noninteractive install -y -qq --no-install-recommends chromium",
+]
+
+
+def installing_apt(tmp_path: Path) -> str:
+    """A fake apt-get whose install puts the binary where the script then looks for it."""
+    installed = tmp_path / "chromium"
+    return f'if [[ "$1" == install ]]; then touch {installed}; chmod +x {installed}; fi'
 
 
 def run_script(tmp_path: Path, *, uid: int, apt_body: str, sudo_body: str = "exit 1") -> ScriptRun:
@@ -38,31 +49,22 @@ def run_script(tmp_path: Path, *, uid: int, apt_body: str, sudo_body: str = "exi
 
 
 def test_installs_chromium_with_apt_get_when_missing(tmp_path: Path) -> None:
-    # The fake install puts the binary where the script then looks for it.
-    installed = tmp_path / "chromium"
-    apt_body = f'if [[ "$1" == install ]]; then touch {installed}; chmod +x {installed}; fi'
+    apt_body = installing_apt(tmp_path)
     result, chromium, calls = run_script(tmp_path, uid=0, apt_body=apt_body)
     assert result.returncode == 0
     assert chromium.exists()
-    assert calls.read_text().splitlines() == [
-        "noninteractive update -qq",
-        "noninteractive install -y -qq --no-install-recommends chromium",
-    ]
+    assert calls.read_text().splitlines() == INSTALL_CALLS
     assert "failed" not in result.stderr
 
 
 def test_installs_through_password_less_sudo_without_root(tmp_path: Path) -> None:
-    installed = tmp_path / "chromium"
-    apt_body = f'if [[ "$1" == install ]]; then touch {installed}; chmod +x {installed}; fi'
+    apt_body = installing_apt(tmp_path)
     # Like sudo's env_reset: the command runs with a bare environment, PATH kept.
     sudo_body = '[[ "$1" == -n ]] && shift\nexec env -i PATH="$PATH" "$@"'
     result, chromium, calls = run_script(tmp_path, uid=1000, apt_body=apt_body, sudo_body=sudo_body)
     assert result.returncode == 0
     assert chromium.exists()
-    assert calls.read_text().splitlines() == [
-        "noninteractive update -qq",
-        "noninteractive install -y -qq --no-install-recommends chromium",
-    ]
+    assert calls.read_text().splitlines() == INSTALL_CALLS
 
 
 def test_does_nothing_when_chromium_is_there(tmp_path: Path) -> None:
