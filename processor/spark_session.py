@@ -100,6 +100,9 @@ def build_spark(
         # Our tables' logs are small, so 50 tasks were pure scheduling overhead on each of the
         # four writes of every batch (docs/benchmarks.md: before/after).
         "spark.databricks.delta.snapshotPartitions": str(settings.processor.shuffle_partitions),
+        # Python workers import the installed pyspark (compiled once) instead of compiling it
+        # from Spark's zip in every process (processor/python_daemon.py, ADR 0035).
+        "spark.python.daemon.module": "processor.python_daemon",
         **s3a_options(settings),
     }
     jars = jar_paths()

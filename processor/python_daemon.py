@@ -1,0 +1,74 @@
+"""Spark's Python daemon, importing pyspark from the installed package instead of its zip.
+
+Spark puts `SPARK_HOME/python/lib/pyspark.zip` and py4j's source zip first on the path of
+every Python process it starts. When pyspark is installed with pip, SPARK_HOME is that installed
+package, so the zip holds the same modules as the folder it sits in. Python caches no bytecode
+for a zip, though: every daemon, and every worker it forks (the worker imports its module after
+the fork), compiled pyspark's modules from source, ~0.5 s of CPU each and several seconds at
+each query's start on two cores (docs/decisions/0035-python-workers-import-compiled-pyspark.md).
+
+Set as `spark.python.daemon.module` (processor/spark_session.py), this module takes those zips
+off `sys.path` when the package they belong to is importable without them, then runs
+`pyspark.daemon` as Spark would have. Anywhere else (a Spark distribution whose pyspark exists
+only as the zip), the path is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+import sys
+from importlib.machinery import PathFinder
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+_PY4J_ZIP = re.compile(r"py4j-(?P<version>[\w.]+)-src\.zip")
+
+
+def _installed_here(package: str, folder: Path, path: list[str]) -> bool:
+    """Whether `package` imports from `folder` (its own directory) with `path` alone."""
+    spec = PathFinder.find_spec(package, path)
+    origin = spec.origin if spec is not None else None
+    return origin is not None and Path(origin).parent.resolve() == folder.resolve()
+
+
+def without_spark_zips(path: list[str]) -> list[str]:
+    """`path` less the zips Spark adds, where the installed packages give the same modules:
+
+    - `<pyspark>/python/lib/pyspark.zip` when `<pyspark>` itself is importable from the rest;
+    - `py4j-<version>-src.zip` beside it when that py4j version is installed.
+    """
+    spark_zips = [entry for entry in path if entry.endswith("/python/lib/pyspark.zip")]
+    kept = [entry for entry in path if entry not in spark_zips]
+    dropped = [
+        entry for entry in spark_zips if _installed_here("pyspark", Path(entry).parents[2], kept)
+    ]
+    if not dropped:
+        return path
+    lib_folders = {str(Path(entry).parent) for entry in dropped}
+    result = []
+    for entry in path:
+        if entry in dropped:
+            continue
+        py4j = _PY4J_ZIP.fullmatch(Path(entry).name)
+        if py4j and str(Path(entry).parent) in lib_folders and _py4j_version() == py4j["version"]:
+            continue
+        result.append(entry)
+    return result
+
+
+def _py4j_version() -> str | None:
+    try:
+        return version("py4j")
+    except PackageNotFoundError:
+        return None
+
+
+def main() -> None:
+    sys.path[:] = without_spark_zips(sys.path)
+    # As `python -m pyspark.daemon <worker module>`: sys.argv[1] stays the worker module.
+    runpy.run_module("pyspark.daemon", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
