@@ -1,4 +1,5 @@
-"""The shared SparkSession: JARs on the driver's classpath, not copied per session."""
+"""The shared SparkSession: JARs on the driver's classpath, not copied per session; local
+checkpoints written without Hadoop's forked checks."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.integration]
+from processor.spark_session import FILE_SYSTEM_CHECKPOINTS, checkpoint_options
 
 
+@pytest.mark.integration
 def test_jars_are_on_the_classpath_and_not_copied_into_the_temp_folder(
     spark: Any, tmp_path: Path
 ) -> None:
@@ -22,3 +24,32 @@ def test_jars_are_on_the_classpath_and_not_copied_into_the_temp_folder(
     copied = sum(f.stat().st_size for f in session_files.rglob("*") if f.is_file())
     # A killed job leaves this folder behind: it must not hold the 655 MB AWS SDK bundle.
     assert copied < 10 * 1024 * 1024, f"{copied} bytes copied into {session_files}"
+
+
+@pytest.mark.parametrize(
+    ("location", "manager"),
+    [
+        ("data/checkpoints", FILE_SYSTEM_CHECKPOINTS),
+        ("/var/lib/fraud/checkpoints", FILE_SYSTEM_CHECKPOINTS),
+        ("file:///var/lib/fraud/checkpoints", FILE_SYSTEM_CHECKPOINTS),
+        ("s3a://fraud-lake/checkpoints", None),
+        ("s3://fraud-lake/checkpoints", None),
+    ],
+)
+def test_a_local_checkpoint_is_written_without_hadoops_forked_checks(
+    location: str, manager: str | None
+) -> None:
+    options = checkpoint_options(location)
+    assert options.get("spark.sql.streaming.checkpointFileManagerClass") == manager
+
+
+@pytest.mark.integration
+def test_the_sessions_local_checkpoints_use_the_file_system_manager(
+    spark: Any, tmp_path: Path
+) -> None:
+    """What Spark itself picks for a checkpoint folder under this session's settings."""
+    jvm = spark.sparkContext._jvm
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
+    folder = jvm.org.apache.hadoop.fs.Path(tmp_path.as_uri())
+    manager = jvm.org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileManager
+    assert manager.create(folder, hadoop_conf).getClass().getName() == FILE_SYSTEM_CHECKPOINTS
