@@ -15,14 +15,11 @@ only as the zip), the path is left as it is.
 
 from __future__ import annotations
 
-import re
 import runpy
 import sys
 from importlib.machinery import PathFinder
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-_PY4J_ZIP = re.compile(r"py4j-(?P<version>[\w.]+)-src\.zip")
 
 
 def _installed_here(package: str, folder: Path, path: list[str]) -> bool:
@@ -39,29 +36,22 @@ def without_spark_zips(path: list[str]) -> list[str]:
     - `py4j-<version>-src.zip` beside it when that py4j version is installed.
     """
     spark_zips = [entry for entry in path if entry.endswith("/python/lib/pyspark.zip")]
-    kept = [entry for entry in path if entry not in spark_zips]
-    dropped = [
-        entry for entry in spark_zips if _installed_here("pyspark", Path(entry).parents[2], kept)
-    ]
-    if not dropped:
-        return path
-    lib_folders = {str(Path(entry).parent) for entry in dropped}
-    result = []
-    for entry in path:
-        if entry in dropped:
-            continue
-        py4j = _PY4J_ZIP.fullmatch(Path(entry).name)
-        if py4j and str(Path(entry).parent) in lib_folders and _py4j_version() == py4j["version"]:
-            continue
-        result.append(entry)
-    return result
-
-
-def _py4j_version() -> str | None:
+    rest = [entry for entry in path if entry not in spark_zips]
+    lib_folders = {
+        Path(entry).parent
+        for entry in spark_zips
+        if _installed_here("pyspark", Path(entry).parents[2], rest)
+    }
+    names = {"pyspark.zip"}
     try:
-        return version("py4j")
+        names.add(f"py4j-{version('py4j')}-src.zip")
     except PackageNotFoundError:
-        return None
+        pass
+    return [
+        entry
+        for entry in path
+        if not (Path(entry).parent in lib_folders and Path(entry).name in names)
+    ]
 
 
 def main() -> None:
