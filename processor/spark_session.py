@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -25,6 +27,8 @@ JARS_DIR_ENV = "FRAUD_SPARK_JARS_DIR"
 FILE_SYSTEM_CHECKPOINTS = (
     "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 )
+# Holds the `sitecustomize` of the Python processes the JVM starts (ADR 0037).
+PYTHON_STARTUP = Path(__file__).resolve().parent / "python_startup"
 
 
 def jar_paths() -> list[str]:
@@ -86,6 +90,26 @@ def checkpoint_options(location: str) -> dict[str, str]:
     return {}
 
 
+@contextmanager
+def python_startup_on_path() -> Iterator[None]:
+    """PYTHONPATH with processor/python_startup/ while the JVM is launched, restored after.
+
+    The JVM keeps the environment it started with and adds its PYTHONPATH to every Python
+    process it starts, so Spark's planning and streaming-source processes run that folder's
+    `sitecustomize` and import the installed pyspark (ADR 0037). The driver's own path does
+    not change.
+    """
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [before, str(PYTHON_STARTUP)]))
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def build_spark(
     settings: Settings,
     app_name: str = "fraud-processor",
@@ -134,4 +158,5 @@ def build_spark(
     options.update(extra or {})
     for key, value in options.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    with python_startup_on_path():
+        return builder.getOrCreate()
