@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,9 +154,9 @@ def lake_writer(
     )
 
 
-def scoring_writer(spark: SparkSession, settings: Settings) -> LakeWriter:
-    """The job's sink: refuses to build (ModelError) when the model does not fit the features."""
-    writer = lake_writer(settings, frame_scorer(settings), AlertWriter(settings))
+def scoring_writer(settings: Settings, score: FrameScorer) -> LakeWriter:
+    """The job's sink around `score`, the model `frame_scorer` loaded and checked."""
+    writer = lake_writer(settings, score, AlertWriter(settings))
     # After the alerts: measuring drift is diagnostics and never holds an alert back.
     writer.transaction_sinks.append(
         DriftMonitor(load_card(settings), writer.stats, history_ms=writer.engine.history_ms)
@@ -214,10 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     probe_endpoint(settings.aws)  # a closed emulator port fails now, not after JVM start-up
     ensure_token_key(settings)  # on `local` a development key, on any other profile a secret
-    spark = build_spark(settings)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as loading:
+        # The model loads (scikit-learn's import, the pickle, its checks: ~1 s) while the JVM
+        # starts, which mostly waits on another process.
+        model = loading.submit(frame_scorer, settings)
+        spark = build_spark(settings)
     spark.sparkContext.setLogLevel("WARN")
     try:
-        writer = scoring_writer(spark, settings)
+        writer = scoring_writer(settings, model.result())  # ModelError: the model does not fit
         alerts = next(s for s in writer.transaction_sinks if isinstance(s, AlertWriter))
         drift = next(s for s in writer.transaction_sinks if isinstance(s, DriftMonitor))
         listener = ProgressMetrics(

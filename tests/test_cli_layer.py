@@ -16,6 +16,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from py4j.protocol import Py4JNetworkError
 
 import config.cli as cli
 from config.cli import configure_logging, probe_endpoint, run_cli
-from config.exceptions import AwsSetupError, ConfigError
+from config.exceptions import AwsSetupError, ConfigError, ModelError
 from config.settings import load_config
 from processor.dev_token_key import ensure_token_key
 from scripts.local_aws import free_port
@@ -527,3 +528,46 @@ def test_the_job_resolves_the_dev_key_before_building_spark(
     path = tmp_path / "data" / "dev-card-token.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert seen["key"] == path.read_text().strip()
+
+
+class _Session:
+    """Stands in for the SparkSession `main` builds: it only sets a log level and stops."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.sparkContext = self
+
+    def setLogLevel(self, level: str) -> None:  # noqa: N802 - SparkContext's name
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_job_loads_its_model_while_spark_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model loads beside the JVM's start; a model that does not fit still stops the job
+    before the query, and the session with it."""
+    import processor.job as job
+
+    loading = threading.Event()
+    session = _Session()
+
+    def frame_scorer(settings: object) -> None:
+        loading.set()
+        raise ModelError("the model needs merchant_risk_score, which this pipeline lacks")
+
+    def build_spark(settings: object) -> _Session:
+        assert loading.wait(timeout=10), "the model was not loading while Spark started"
+        return session
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CARD_TOKEN_KEY", "a test key of thirty-two characters")
+    monkeypatch.setattr(job, "probe_endpoint", lambda aws: None)
+    monkeypatch.setattr(job, "frame_scorer", frame_scorer)
+    monkeypatch.setattr(job, "build_spark", build_spark)
+    with pytest.raises(ModelError, match="merchant_risk_score"):
+        job.main(["--profile", "local", "--available-now", "--metrics-port", "0"])
+    assert session.stopped

@@ -37,6 +37,7 @@ from processor.checkpoint_files import CheckpointFiles
 from processor.drift import DriftMonitor
 from processor.job import scoring_writer
 from processor.metrics import ProgressMetrics
+from processor.scoring import frame_scorer
 from processor.sinks import BatchCounts
 from tests.test_report import assert_valid_png, figures_of
 
@@ -295,7 +296,7 @@ def test_the_trained_card_has_a_reference_for_every_feature_and_the_score(
 
 def test_the_job_measures_drift_after_the_alerts(settings: Settings, trained_model: Path) -> None:
     run = settings.with_overrides(model={"path": str(trained_model)})
-    writer = scoring_writer(cast(Any, None), run)  # builds its sinks without touching Spark
+    writer = scoring_writer(run, frame_scorer(run))
     kinds = [type(sink) for sink in writer.transaction_sinks]
     assert kinds == [AlertWriter, DriftMonitor]
     drift = cast(DriftMonitor, writer.transaction_sinks[1])

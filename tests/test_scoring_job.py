@@ -21,7 +21,7 @@ from ml_model.history import _frame, _row
 from processor.alerts import AlertWriter, scan_alerts
 from processor.batch_progress import read_progress
 from processor.checkpoint_files import CheckpointFiles
-from processor.job import ingest, lake_writer, scoring_writer, write
+from processor.job import ingest, lake_writer, write
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
 from producer.generator import GeneratorOptions, TransactionGenerator
@@ -134,7 +134,7 @@ def test_stream_features_scores_and_alerts(
 
 
 def test_a_model_with_other_features_refuses_to_start(
-    spark: Any, settings: Settings, trained_model: Path, tmp_path: Path
+    settings: Settings, trained_model: Path, tmp_path: Path
 ) -> None:
     doctored = tmp_path / "doctored"
     shutil.copytree(trained_model, doctored)
@@ -142,4 +142,4 @@ def test_a_model_with_other_features_refuses_to_start(
     card["feature_names"] = card["feature_names"][1:] + ["merchant_risk_score"]
     (doctored / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelError, match="merchant_risk_score"):
-        scoring_writer(spark, settings.with_overrides(model={"path": str(doctored)}))
+        frame_scorer(settings.with_overrides(model={"path": str(doctored)}))
