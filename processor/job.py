@@ -83,6 +83,9 @@ def ingest(
 ) -> DataFrame:
     """The stream's parsed events and dead letters (processor/parse.py's PARSED_SCHEMA)."""
     load_key(settings.processor.tokenization_key_env)  # a missing key fails before the query
+    # Spark's Python workers start on the second core while the source is looked up and
+    # planned, which runs one Python process at a time.
+    start_python_workers(spark)
     register(spark)
     reader = spark.readStream.format("kinesis")
     for key, value in {**source_options(settings), **(extra or {})}.items():
@@ -179,7 +182,6 @@ def write(
         stream = stream.trigger(availableNow=True)
     else:
         stream = stream.trigger(processingTime=settings.processor.trigger_interval)
-    start_python_workers(parsed.sparkSession)  # while the first batch is planned
     return stream.start()
 
 
