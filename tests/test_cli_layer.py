@@ -537,7 +537,7 @@ class _Session:
         self.stopped = False
         self.sparkContext = self
 
-    def setLogLevel(self, level: str) -> None:  # noqa: N802 - SparkContext's name
+    def setLogLevel(self, level: str) -> None:  # SparkContext's method name
         pass
 
     def stop(self) -> None:
