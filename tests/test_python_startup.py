@@ -23,17 +23,21 @@ SPARK_ZIPS = [
 ]
 
 
-def _where_pyspark_imports_from(*extra_path: str) -> str:
-    """pyspark's module file in a new interpreter whose PYTHONPATH is Spark's zips + extra_path,
-    as Spark builds it for the processes it starts."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*SPARK_ZIPS, *extra_path])}
-    script = "import pyspark; print(pyspark.__file__)"
+def _python(script: str, *path: str) -> str:
+    """What `script` prints in a new interpreter whose PYTHONPATH is `path`, as Spark builds it
+    for the processes it starts. It must exit 0, and any sitecustomize must have run cleanly."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert "Error in sitecustomize" not in done.stderr, done.stderr
     return done.stdout.strip()
+
+
+def _where_pyspark_imports_from(*extra_path: str) -> str:
+    """pyspark's module file with Spark's zips first on the path, then `extra_path`."""
+    return _python("import pyspark; print(pyspark.__file__)", *SPARK_ZIPS, *extra_path)
 
 
 def test_the_zips_alone_give_the_zipped_pyspark() -> None:
@@ -48,24 +52,14 @@ def test_the_startup_folder_gives_the_installed_pyspark() -> None:
 def test_a_sitecustomize_later_on_the_path_still_runs(tmp_path: Path) -> None:
     """Debian's Python has a sitecustomize of its own; ours hides it, so it must run it."""
     (tmp_path / "sitecustomize.py").write_text("import os\nos.environ['SHADOWED_RAN'] = 'yes'\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PYTHON_STARTUP), str(tmp_path)])}
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.environ.get('SHADOWED_RAN'))"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (done.returncode, done.stdout.strip()) == (0, "yes"), done.stderr
+    script = "import os; print(os.environ.get('SHADOWED_RAN'))"
+    assert _python(script, str(PYTHON_STARTUP), str(tmp_path)) == "yes"
 
 
-@pytest.fixture
-def no_pythonpath(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def test_the_folder_is_on_pythonpath_only_while_the_jvm_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    yield
-
-
-def test_the_folder_is_on_pythonpath_only_while_the_jvm_starts(no_pythonpath: None) -> None:
     with python_startup_on_path():
         assert os.environ["PYTHONPATH"] == str(PYTHON_STARTUP)
     assert "PYTHONPATH" not in os.environ
