@@ -106,3 +106,33 @@ def test_with_overrides_validates_again() -> None:
     assert settings.kinesis.shard_count == 4  # frozen original untouched
     with pytest.raises(ConfigError, match=r"kinesis\.shard_count"):
         settings.with_overrides(kinesis={"shard_count": 0})
+
+
+def test_the_source_and_parse_step_import_without_the_settings_models() -> None:
+    # Each Python process Spark starts for the source imports these; pydantic and the settings
+    # models cost it ~0.1 s and it never reads them.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, processor.kinesis_source.reader, processor.parse; "
+        "print(sorted(m for m in ('config.settings', 'pydantic') if m in sys.modules))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == "[]"
+
+
+def test_the_package_still_offers_its_names() -> None:
+    import config
+
+    assert config.load_config is load_config
+    assert config.ConfigError is ConfigError
+    assert config.Settings.__name__ == "Settings"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        config.nope  # noqa: B018
