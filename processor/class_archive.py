@@ -5,14 +5,15 @@ Every start of the job (and of each Spark test process, the demo's summary, the 
 loads the same few thousand classes from Spark's, Delta's and the AWS SDK's JARs. A dynamic
 AppCDS archive (JDK 13+: `-XX:ArchiveClassesAtExit`) holds them already parsed and verified;
 a JVM given it with `-XX:SharedArchiveFile` maps it instead (ADR 0038: a session and its first
-Delta write and read 15.0-16.8 -> 10.5-12.0 s).
+Delta write and read 14.9-16.8 -> 10.5-12.0 s).
 
-`python -m processor.class_archive` (run by `make jars`' users: demo, test, bench) builds it
-once: a child process starts a session with the job's classpath, runs a small workload shaped
-like the job (a Python streaming source, `mapInArrow`, `foreachBatch` into Arrow, a Delta write
-and read), and its JVM writes the archive as it exits. The archive is only valid for the JVM and
-the classpath it was built with, so its name holds a digest of both (`archive_path`): a new JDK
-or other JARs look for another file, and the JVM starts as before until it is built.
+`python -m processor.class_archive` (`make class-archive`, which `make test` and `make bench`
+run; `make demo` only uses an archive already built) builds it once. A child process starts a
+session with the job's classpath and runs a small workload shaped like the job (a Python
+streaming source, `mapInArrow`, `foreachBatch` into Arrow, a Delta write and read); its JVM
+writes the archive as it exits. The archive is only valid for the JVM and the classpath it was
+built with, so its name holds a digest of both (`archive_path`): a new JDK or other JARs look
+for another file, and the JVM starts as before until that one is built.
 `FRAUD_SPARK_CLASS_ARCHIVE=off` leaves it out.
 """
 
