@@ -112,6 +112,9 @@ class ProcessorSettings(_Section):
     dedupe_retention: str = Field(
         default="35 days", pattern=r"^\d+\s*(seconds?|minutes?|hours?|days?)$"
     )
+    # Options of the JVM the job starts itself (not one spark-submit started): the driver's,
+    # which in local mode runs the executors too. Each must start with "-".
+    driver_java_options: str = Field(default="", pattern=r"^\s*(-\S+\s*)*$")
 
 
 class ModelSettings(_Section):

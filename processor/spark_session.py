@@ -149,20 +149,25 @@ def build_spark(
     }
     options.update(checkpoint_options(settings.processor.checkpoint_location))
     jars = jar_paths()
-    sharing: list[str] = []
-    if jars and "PYSPARK_GATEWAY_PORT" not in os.environ:
+    launching = "PYSPARK_GATEWAY_PORT" not in os.environ
+    if jars and launching:
         # We start the JVM ourselves: put the JARs on its classpath. `spark.jars` would copy
         # them (655 MB of AWS SDK) into Spark's temp folder for every session, and a killed
         # job leaves that copy behind. In local mode the executors share this JVM.
         options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
-        # Classes already parsed and verified, once `python -m processor.class_archive` has
-        # built the archive for this JDK and these JARs (ADR 0038); a caller's options too.
-        sharing = sharing_options(jars)
     elif jars:
         options["spark.jars"] = ",".join(jars)
     options.update(extra or {})
-    if sharing:
-        options[JAVA_OPTIONS] = joined_java_options(sharing, (extra or {}).get(JAVA_OPTIONS))
+    if launching:
+        # The JVM's options: the class archive once `python -m processor.class_archive` has
+        # built it for this JDK and these JARs (ADR 0038), the profile's (ADR 0039), a caller's.
+        java_options = joined_java_options(
+            sharing_options(jars),
+            settings.processor.driver_java_options.split(),
+            (extra or {}).get(JAVA_OPTIONS),
+        )
+        if java_options:
+            options[JAVA_OPTIONS] = java_options
     for key, value in options.items():
         builder = builder.config(key, value)
     with python_startup_on_path():

@@ -108,6 +108,16 @@ def test_with_overrides_validates_again() -> None:
         settings.with_overrides(kinesis={"shard_count": 0})
 
 
+def test_driver_java_options_are_jvm_flags_or_nothing() -> None:
+    settings = load_config("local", environ={})
+    assert settings.processor.driver_java_options == "-XX:TieredStopAtLevel=1"
+    assert settings.with_overrides(processor={"driver_java_options": ""})
+    both = "-XX:TieredStopAtLevel=1  -Xss4m"
+    assert settings.with_overrides(processor={"driver_java_options": both})
+    with pytest.raises(ConfigError, match=r"processor\.driver_java_options"):
+        settings.with_overrides(processor={"driver_java_options": "TieredStopAtLevel=1"})
+
+
 def test_the_source_and_parse_step_import_without_the_settings_models() -> None:
     # Each Python process Spark starts for the source imports these; pydantic and the settings
     # models cost it ~0.1 s and it never reads them.

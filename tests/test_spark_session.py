@@ -1,5 +1,5 @@
 """The shared SparkSession: JARs on the driver's classpath, not copied per session; local
-checkpoints written without Hadoop's forked checks."""
+checkpoints written without Hadoop's forked checks; the profile's JVM options."""
 
 from __future__ import annotations
 
@@ -53,3 +53,13 @@ def test_the_sessions_local_checkpoints_use_the_file_system_manager(
     folder = jvm.org.apache.hadoop.fs.Path(tmp_path.as_uri())
     manager = jvm.org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileManager
     assert manager.create(folder, hadoop_conf).getClass().getName() == FILE_SYSTEM_CHECKPOINTS
+
+
+@pytest.mark.integration
+def test_the_jvm_runs_with_the_profiles_options(spark: Any) -> None:
+    # config.yaml's driver_java_options: the C1 compiler only (ADR 0039), read back from the
+    # running JVM rather than from Spark's configuration.
+    jvm = spark.sparkContext._jvm
+    bean_class = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    diagnostics = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(bean_class)
+    assert diagnostics.getVMOption("TieredStopAtLevel").getValue() == "1"
