@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 SWITCH_ENV = "FRAUD_SPARK_CLASS_ARCHIVE"
 ARCHIVE_PREFIX = "spark-classes-"
 ARCHIVE_SUFFIX = ".jsa"
-JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # How long the workload's JVM may take to start, run and write the archive before we give up.
 BUILD_TIMEOUT_S = 600
 
@@ -106,17 +105,6 @@ def sharing_options(jars: Sequence[str]) -> list[str]:
     return [f"-XX:SharedArchiveFile={path}"] if path is not None and path.is_file() else []
 
 
-def joined_java_options(*groups: Sequence[str] | str | None) -> str:
-    """JVM options from several sources as one `extraJavaOptions` value."""
-    parts: list[str] = []
-    for group in groups:
-        if isinstance(group, str):
-            parts.append(group)
-        elif group:
-            parts.extend(group)
-    return " ".join(part for part in parts if part)
-
-
 # ---------------------------------------------------------------------------- the workload
 
 
@@ -158,7 +146,7 @@ def run_workload(spark: SparkSession, work: Path) -> None:
 def _dump(target: Path) -> None:
     """In the child: a session whose JVM writes its loaded classes to `target` as it exits."""
     from config.settings import load_config
-    from processor.spark_session import build_spark
+    from processor.spark_session import JAVA_OPTIONS, build_spark
 
     os.environ[SWITCH_ENV] = "off"  # this JVM writes an archive: it must not map one as well
     spark = build_spark(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from config.exceptions import ConfigError
-from processor.class_archive import JAVA_OPTIONS, joined_java_options, sharing_options
+from processor.class_archive import sharing_options
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -30,6 +30,7 @@ FILE_SYSTEM_CHECKPOINTS = (
 )
 # Holds the `sitecustomize` of the Python processes the JVM starts (ADR 0037).
 PYTHON_STARTUP = Path(__file__).resolve().parent / "python_startup"
+JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def jar_paths() -> list[str]:
@@ -89,6 +90,17 @@ def checkpoint_options(location: str) -> dict[str, str]:
     if urlparse(location).scheme in ("", "file"):
         return {"spark.sql.streaming.checkpointFileManagerClass": FILE_SYSTEM_CHECKPOINTS}
     return {}
+
+
+def joined_java_options(*groups: Sequence[str] | str | None) -> str:
+    """JVM options from several sources as one `extraJavaOptions` value."""
+    parts: list[str] = []
+    for group in groups:
+        if isinstance(group, str):
+            parts.append(group)
+        elif group:
+            parts.extend(group)
+    return " ".join(part for part in parts if part)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from processor.class_archive import (
     SWITCH_ENV,
     archive_path,
     build_archive,
-    joined_java_options,
     remove_stale,
     sharing_options,
 )
@@ -95,11 +94,6 @@ def test_the_jvm_is_pointed_at_the_archive_only_once_it_exists(
     assert sharing_options(jars) == [f"-XX:SharedArchiveFile={path}"]
 
 
-def test_java_options_from_several_sources_are_joined() -> None:
-    assert joined_java_options(["-Xa", "-Xb"], "-Xc -Xd", None, []) == "-Xa -Xb -Xc -Xd"
-    assert joined_java_options([], None) == ""
-
-
 def test_archives_for_replaced_jars_are_removed(jars: list[str], fake_jdk: Path) -> None:
     folder = Path(jars[0]).parent
     stale = folder / f"{ARCHIVE_PREFIX}0123456789abcdef{ARCHIVE_SUFFIX}"
@@ -136,8 +130,7 @@ _SESSION_WITH_CLASS_LOG = textwrap.dedent(
     """
     import sys
     from config.settings import load_config
-    from processor.class_archive import JAVA_OPTIONS
-    from processor.spark_session import build_spark
+    from processor.spark_session import JAVA_OPTIONS, build_spark
 
     spark = build_spark(load_config("local"), app_name="class-archive-test", master="local[1]",
                         extra={"spark.driver.host": "127.0.0.1",

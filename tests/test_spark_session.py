@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from processor.spark_session import FILE_SYSTEM_CHECKPOINTS, checkpoint_options
+from processor.spark_session import (
+    FILE_SYSTEM_CHECKPOINTS,
+    checkpoint_options,
+    joined_java_options,
+)
 
 
 @pytest.mark.integration
@@ -63,3 +67,8 @@ def test_the_jvm_runs_with_the_profiles_options(spark: Any) -> None:
     bean_class = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
     diagnostics = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(bean_class)
     assert diagnostics.getVMOption("TieredStopAtLevel").getValue() == "1"
+
+
+def test_java_options_from_several_sources_are_joined() -> None:
+    assert joined_java_options(["-Xa", "-Xb"], "-Xc -Xd", None, []) == "-Xa -Xb -Xc -Xd"
+    assert joined_java_options([], None) == ""
