@@ -33,8 +33,6 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config.cli import configure_logging, new_parser, run_cli
-
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
@@ -210,6 +208,9 @@ def build_archive(jars: Sequence[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Imported here: `build_spark` reads this module on every session, and needs none of it.
+    from config.cli import configure_logging, new_parser
+
     parser = new_parser(
         "processor.class_archive",
         __doc__,
@@ -232,4 +233,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from config.cli import run_cli
+
     sys.exit(run_cli(main))
