@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +142,97 @@ def test_setup_cli_uses_the_profile_and_environment(moto_endpoint: str, unique_n
     )
     assert result.returncode == 0, result.stderr
     assert f"stream/{unique_name}-cli" in result.stdout
+
+
+# --- GetRecords written directly (scripts/moto_server.py, ADR 0040) -------------------------
+
+
+def _kinesis_call(endpoint: str, target: str, body: dict[str, Any]) -> tuple[int, str, Any]:
+    """A raw Kinesis JSON call: (status, content type, parsed body or text)."""
+    request = urllib.request.Request(
+        endpoint + "/",
+        data=json.dumps(body).encode(),
+        headers={
+            "X-Amz-Target": f"Kinesis_20131202.{target}",
+            "Content-Type": "application/x-amz-json-1.1",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kinesis/"
+            "aws4_request, SignedHeaders=host, Signature=0",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, headers, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        status, headers, raw = error.code, error.headers, error.read()
+    assert headers.get("x-amzn-requestid")  # moto's request id, on every answer
+    kind = headers.get("Content-Type", "")
+    return status, kind, json.loads(raw) if "json" in kind else raw.decode()
+
+
+def _arrival_checked(answer: Any) -> Any:
+    """The answer with each record's arrival time checked (epoch seconds, at most ms) and
+    blanked: two servers stamp their own puts."""
+    if isinstance(answer, dict):
+        for record in answer.get("Records", []):
+            stamp = record["ApproximateArrivalTimestamp"]
+            assert isinstance(stamp, int | float) and stamp > 1.7e9
+            assert round(stamp, 3) == stamp
+            record["ApproximateArrivalTimestamp"] = None
+    return answer
+
+
+def _get_records_answers(endpoint: str, stream: str) -> list[tuple[int, str, Any]]:
+    """What GetRecords answers on a stream of odd payloads: part of it, the rest, the tip, and
+    an iterator whose stream is gone."""
+    put = [(b"", "empty"), (b"\x00\xff\x10", "binary"), ('\u00e9t\u00e9 "q"'.encode(), "text")]
+    put += [(bytes(range(256)) * (i + 1), f"long-{i}") for i in range(3)]
+    _kinesis_call(endpoint, "CreateStream", {"StreamName": stream, "ShardCount": 1})
+    for data, key in put:
+        _kinesis_call(
+            endpoint,
+            "PutRecord",
+            {"StreamName": stream, "Data": base64.b64encode(data).decode(), "PartitionKey": key},
+        )
+    shard = _kinesis_call(endpoint, "ListShards", {"StreamName": stream})[2]["Shards"][0]
+    status, _, started = _kinesis_call(
+        endpoint,
+        "GetShardIterator",
+        {"StreamName": stream, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"},
+    )
+    assert status == 200
+    answers = [
+        _kinesis_call(
+            endpoint, "GetRecords", {"ShardIterator": started["ShardIterator"], "Limit": 4}
+        )
+    ]
+    rest = answers[0][2]["NextShardIterator"]
+    answers.append(_kinesis_call(endpoint, "GetRecords", {"ShardIterator": rest}))
+    answers.append(
+        _kinesis_call(endpoint, "GetRecords", {"ShardIterator": answers[1][2]["NextShardIterator"]})
+    )
+    _kinesis_call(endpoint, "DeleteStream", {"StreamName": stream})
+    answers.append(_kinesis_call(endpoint, "GetRecords", {"ShardIterator": rest}))
+    return [(status, kind, _arrival_checked(body)) for status, kind, body in answers]
+
+
+def test_get_records_answers_as_moto_itself_does(moto_endpoint: str, unique_name: str) -> None:
+    plain_port = free_port()
+    plain = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(plain_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    plain_url = f"http://127.0.0.1:{plain_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not is_healthy(plain_url):
+            assert plain.poll() is None and time.monotonic() < deadline, "moto did not start"
+            time.sleep(0.2)
+        expected = _get_records_answers(plain_url, unique_name)
+    finally:
+        plain.terminate()
+        plain.wait(timeout=30)
+    answers = _get_records_answers(moto_endpoint, unique_name)
+    assert [len(body["Records"]) for _, _, body in answers[:3]] == [4, 2, 0]
+    assert answers[3][0] == 400 and "ResourceNotFound" in str(answers[3][2])
+    assert answers == expected
