@@ -125,6 +125,9 @@ class ModelSettings(_Section):
     threshold: float | None = Field(default=None, ge=0, le=1)
     review_band: float = Field(gt=0, le=1)
     scorer: Literal["local", "sagemaker"]
+    # Native threads (OpenMP, BLAS) a local model may score a batch with; null: one per core.
+    # The job's driver shares its cores with Spark and the source (docs/decisions/0041).
+    threads: int | None = Field(default=1, ge=1)
     sagemaker_endpoint: str | None = None
     sagemaker_timeout_s: float = Field(default=2.0, gt=0)
     sagemaker_max_attempts: int = Field(default=3, ge=1, le=10)

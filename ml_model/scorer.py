@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import ThreadpoolController
 
 from config.exceptions import ModelError
 from ml_model.artifacts import ModelCard
@@ -58,7 +59,13 @@ def _format_value(value: float) -> str:
 
 
 class LocalScorer:
-    """A scikit-learn model plus its card; thresholds may be overridden by config."""
+    """A scikit-learn model plus its card; thresholds may be overridden by config.
+
+    `threads`: the most native threads (OpenMP, BLAS) a prediction may use; None leaves the
+    libraries' default, one per core. The stream's driver shares its cores with Spark and the
+    source, and a pool sized to every core then spins waiting for a busy one
+    (docs/decisions/0041).
+    """
 
     def __init__(
         self,
@@ -66,9 +73,14 @@ class LocalScorer:
         card: ModelCard,
         threshold: float | None = None,
         review_band: float | None = None,
+        threads: int | None = None,
     ) -> None:
         self.model = model
         self.card = card
+        self.threads = threads
+        # Built once, after the model (and so its native libraries) is loaded: a limit from a
+        # kept controller costs microseconds, a fresh lookup of the libraries milliseconds.
+        self._pools = ThreadpoolController() if threads is not None else None
         self.threshold, self.review_threshold = thresholds(card, threshold, review_band)
         self.names = list(card.feature_names)
         self._reference = np.array(
@@ -78,7 +90,10 @@ class LocalScorer:
     def predict(self, features: np.ndarray) -> np.ndarray:
         if features.shape[0] == 0:
             return np.zeros(0)
-        return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
+        if self._pools is None:
+            return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
+        with self._pools.limit(limits=self.threads):
+            return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [name for name in self.names if name not in frame.columns]

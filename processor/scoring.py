@@ -95,7 +95,7 @@ def challenger_scorer(settings: Settings) -> LocalScorer | None:
         return None
     model, card = read_checked_model(path, settings.aws)
     logger.info("shadow challenger %s from %s (scores recorded, never alerts)", card.version, path)
-    return LocalScorer(model, card)
+    return LocalScorer(model, card, threads=settings.model.threads)
 
 
 def champion_scorer(settings: Settings) -> FrameScorer:
@@ -113,7 +113,7 @@ def champion_scorer(settings: Settings) -> FrameScorer:
             logger.info("scoring with endpoint %s, model %s", model.sagemaker_endpoint, served)
         return remote.score
     estimator, card = read_checked_model(model.path, settings.aws)
-    scorer = LocalScorer(estimator, card, model.threshold, model.review_band)
+    scorer = LocalScorer(estimator, card, model.threshold, model.review_band, model.threads)
     logger.info("scoring with model %s from %s", card.version, model.path)
     return scorer.score
 
