@@ -9,6 +9,7 @@ named with their value and how much score they add.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -90,9 +91,8 @@ class LocalScorer:
     def predict(self, features: np.ndarray) -> np.ndarray:
         if features.shape[0] == 0:
             return np.zeros(0)
-        if self._pools is None:
-            return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
-        with self._pools.limit(limits=self.threads):
+        pools = nullcontext() if self._pools is None else self._pools.limit(limits=self.threads)
+        with pools:
             return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:

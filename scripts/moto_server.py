@@ -102,6 +102,8 @@ def patch_kinesis() -> None:
 
 
 def patch_kinesis_get_records() -> None:
+    """GetRecords answered as JSON written here; every service's answers skip the request-id
+    regex when their body holds no `<RequestId>` (docs/decisions/0040)."""
     from moto.core.responses import BaseResponse
     from moto.core.serialize import TimestampSerializer
     from moto.kinesis.responses import KinesisResponse
