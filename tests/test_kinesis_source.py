@@ -231,6 +231,32 @@ def test_a_caught_up_probe_costs_one_read_per_shard(settings: Settings) -> None:
     assert calls == {"ListShards": 1, "GetRecords": 2}
 
 
+@pytest.mark.integration
+def test_the_shards_of_a_batch_are_probed_at_once(settings: Settings) -> None:
+    """Each shard's probe mostly waits on its GetRecords calls, so a batch probes its shards
+    side by side. The first read of each of four shards waits at a barrier that opens only
+    when all four are in flight: probed one after another, the first would wait alone until
+    the barrier gives up, and the batch would fail."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 4)
+    put(client, settings.kinesis.stream_name, items(200))
+    reader = KinesisStreamReader(parse_options(options(settings)))
+    all_four = threading.Barrier(4, timeout=20)
+    first_reads = iter(range(4))
+    threads: set[str] = set()
+
+    def wait_for_the_other_shards(model: Any, **_: Any) -> None:
+        if model.name == "GetRecords" and next(first_reads, None) is not None:
+            threads.add(threading.current_thread().name)
+            all_four.wait()
+
+    reader._kinesis().meta.events.register("before-call.kinesis", wait_for_the_other_shards)
+    end, rows = drain(reader, reader.initialOffset(), ReadAllAvailable())
+    assert sorted(r["data"] for r in rows) == sorted(d for _, d in items(200))
+    assert len(end["shards"]) == 4 and all(s["caughtUp"] for s in end["shards"].values())
+    assert len(threads) == 4
+
+
 def batches(reader: KinesisStreamReader, count: int) -> list[tuple[dict, list]]:
     """`count` batches one after another, each starting at the end of the one before."""
     out, start = [], reader.initialOffset()

@@ -11,9 +11,10 @@ shard has a backlog). The engine holds terminal features back for backlogged sha
 
 Design (docs/decisions/0003-kinesis-source-offsets.md): the driver probes each shard to fix the
 batch's end sequence numbers (a batch is then fully determined by its offsets, so a replay reads
-the same records), and in `handoff` mode passes the records it read to the executors inside the
-partitions, so steady-state batches read Kinesis once. A partition planned after a restart has
-no records attached and its executor re-reads exactly `(after, end]`.
+the same records; the shards' probes run at once, ADR 0042), and in `handoff` mode passes the
+records it read to the executors inside the partitions, so steady-state batches read Kinesis
+once. A partition planned after a restart has no records attached and its executor re-reads
+exactly `(after, end]`.
 
 While a batch runs, the driver already reads the next one of every shard that still has a
 backlog (`prefetch`, ADR 0020): the next `latestOffset` takes that read when it starts exactly
@@ -68,6 +69,8 @@ Record = tuple[bytes, str, str, float]  # data, partition key, sequence number, 
 # Consecutive empty GetRecords answers after which a shard that is not behind counts as drained.
 _EMPTY_CALLS_WHEN_CAUGHT_UP = 1
 _EMPTY_CALLS_MAX = 5
+# Shards probed at once by the driver (each probe mostly waits on GetRecords; ADR 0042).
+PROBE_THREADS = 8
 
 
 class ParsedRecords(NamedTuple):
@@ -182,6 +185,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # shard -> the read of its next batch, started when this batch's offsets were decided
         self._prefetches: dict[str, tuple[ProbeArgs, Future[Probe]]] = {}
         self._background_thread: ThreadPoolExecutor | None = None  # made on the driver, when needed
+        self._probe_pool: ThreadPoolExecutor | None = None  # the probes' threads (driver)
         self._parser: RecordParser | None = None  # built from the options on first use
         self._decided_a_batch = False  # whether latestOffset has run in this process
 
@@ -222,6 +226,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         backlogged: list[ProbeArgs] = []
         reads_ahead = self.options.prefetch and self.options.read_mode == "handoff"
         first_batch, self._decided_a_batch = not self._decided_a_batch, True
+        planned: list[tuple[ProbeArgs, int]] = []  # each shard's probe and its full budget
         for index, shard_id in enumerate(ready):
             budget = self.options.max_records_per_shard
             if total is not None:
@@ -235,12 +240,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 budget = min(budget, self.options.first_batch_records_per_shard)
             state = shards_state.setdefault(shard_id, {"after": None, "closed": False})
             args = ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
-            read_ahead = prefetched.get(shard_id)
-            if read_ahead is not None and read_ahead[0] == args:
-                del prefetched[shard_id]
-                records, closed, caught_up, reader, parsed = read_ahead[1]
-            else:
-                records, closed, caught_up, reader, parsed = self._probe(*args)
+            planned.append((args, full_budget))
+        probes = self._probe_all([args for args, _ in planned], prefetched)
+        for (args, full_budget), probe in zip(planned, probes, strict=True):
+            shard_id, state = args.shard_id, shards_state[args.shard_id]
+            records, closed, caught_up, reader, parsed = probe
             fetched += reader.fetched
             self._lag[shard_id] = reader.millis_behind_latest
             if records:
@@ -272,9 +276,40 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._background_thread = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
         return self._background_thread
 
+    def _probe_all(
+        self, planned: list[ProbeArgs], prefetched: dict[str, tuple[ProbeArgs, Probe]]
+    ) -> list[Probe]:
+        """Each shard's probe, in `planned` order: its read ahead when one was made for exactly
+        these arguments (then taken out of `prefetched`), else a probe now. The probes of
+        several shards run at once, on threads of their own: each waits on its GetRecords
+        calls, so one after another the batch's start grew with the shard count (ADR 0042)."""
+        probes: dict[str, Probe | Future[Probe]] = {}
+        for args in planned:
+            read_ahead = prefetched.get(args.shard_id)
+            if read_ahead is not None and read_ahead[0] == args:
+                del prefetched[args.shard_id]
+                probes[args.shard_id] = read_ahead[1]
+        to_read = [args for args in planned if args.shard_id not in probes]
+        if len(to_read) == 1:
+            probes[to_read[0].shard_id] = self._probe(*to_read[0])
+        elif to_read:
+            self._kinesis()  # made once, before the threads share it (boto3 clients are)
+            pool = self._probe_threads()
+            for args in to_read:
+                probes[args.shard_id] = pool.submit(self._probe, *args)
+        return [
+            probe.result() if isinstance(probe, Future) else probe
+            for probe in (probes[args.shard_id] for args in planned)
+        ]
+
+    def _probe_threads(self) -> ThreadPoolExecutor:
+        if self._probe_pool is None:
+            self._probe_pool = ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe")
+        return self._probe_pool
+
     def _start_prefetches(self, backlogged: list[ProbeArgs]) -> None:
-        """Read the next batch of each backlogged shard in the background (one thread: the
-        reads go one after another, as the probe's own do)."""
+        """Read the next batch of each backlogged shard in the background, one after another
+        on one thread: they run while the batch does, which nothing waits on."""
         for args in backlogged:
             future = self._background().submit(self._read_ahead, args)
             self._prefetches[args.shard_id] = (args, future)
@@ -324,8 +359,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return done
 
     def stop(self) -> None:
-        if self._background_thread is not None:
-            self._background_thread.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._background_thread, self._probe_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def _probe(
         self,
