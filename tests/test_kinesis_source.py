@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,36 @@ def test_the_shards_of_a_batch_are_probed_at_once(settings: Settings) -> None:
     assert sorted(r["data"] for r in rows) == sorted(d for _, d in items(200))
     assert len(end["shards"]) == 4 and all(s["caughtUp"] for s in end["shards"].values())
     assert len(threads) == 4
+
+
+@pytest.mark.integration
+def test_a_failed_probe_fails_the_batch_after_every_other_probe_ended(
+    settings: Settings,
+) -> None:
+    """One shard's probe fails while the others are still reading: the batch fails with that
+    error, and only after the others have ended, so none is left reading beside the next
+    attempt's probe of the same shard."""
+    client = make_client("kinesis", settings.aws)
+    ensure_stream(client, settings.kinesis.stream_name, 4)
+    put(client, settings.kinesis.stream_name, items(40))
+    reader = KinesisStreamReader(parse_options(options(settings)))
+    lock, in_flight = threading.Lock(), [0]
+
+    def first_shard_fails_others_are_slow(params: dict[str, Any], **_: Any) -> None:
+        if params["ShardId"] == "shardId-000000000000":
+            raise RuntimeError("shard 0 unreachable")
+        with lock:
+            in_flight[0] += 1
+        time.sleep(0.3)
+        with lock:
+            in_flight[0] -= 1
+
+    reader._kinesis().meta.events.register(
+        "before-parameter-build.kinesis.GetShardIterator", first_shard_fails_others_are_slow
+    )
+    with pytest.raises(RuntimeError, match="shard 0 unreachable"):
+        reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    assert in_flight[0] == 0
 
 
 def batches(reader: KinesisStreamReader, count: int) -> list[tuple[dict, list]]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -293,10 +293,13 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if len(to_read) == 1:
             probes[to_read[0].shard_id] = self._probe(*to_read[0])
         elif to_read:
-            self._kinesis()  # made once, before the threads share it (boto3 clients are)
+            self._kinesis()  # made before the threads share it (a boto3 client is thread-safe)
             pool = self._probe_threads()
             for args in to_read:
                 probes[args.shard_id] = pool.submit(self._probe, *args)
+            # Every probe ends before this call does, even when one fails: none is left
+            # running beside the next batch's probe of the same shard.
+            wait([probe for probe in probes.values() if isinstance(probe, Future)])
         return [
             probe.result() if isinstance(probe, Future) else probe
             for probe in (probes[args.shard_id] for args in planned)
@@ -309,7 +312,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def _start_prefetches(self, backlogged: list[ProbeArgs]) -> None:
         """Read the next batch of each backlogged shard in the background, one after another
-        on one thread: they run while the batch does, which nothing waits on."""
+        on one thread: they run while the current batch is in the sink."""
         for args in backlogged:
             future = self._background().submit(self._read_ahead, args)
             self._prefetches[args.shard_id] = (args, future)
