@@ -283,26 +283,25 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         these arguments (then taken out of `prefetched`), else a probe now. The probes of
         several shards run at once, on threads of their own: each waits on its GetRecords
         calls, so one after another the batch's start grew with the shard count (ADR 0042)."""
-        probes: dict[str, Probe | Future[Probe]] = {}
+        taken: dict[str, Probe] = {}
         for args in planned:
             read_ahead = prefetched.get(args.shard_id)
             if read_ahead is not None and read_ahead[0] == args:
                 del prefetched[args.shard_id]
-                probes[args.shard_id] = read_ahead[1]
-        to_read = [args for args in planned if args.shard_id not in probes]
-        if len(to_read) == 1:
-            probes[to_read[0].shard_id] = self._probe(*to_read[0])
-        elif to_read:
-            self._kinesis()  # made before the threads share it (a boto3 client is thread-safe)
-            pool = self._probe_threads()
-            for args in to_read:
-                probes[args.shard_id] = pool.submit(self._probe, *args)
+                taken[args.shard_id] = read_ahead[1]
+        to_read = [args for args in planned if args.shard_id not in taken]
+        if len(to_read) > 1:
+            pool = self._probe_threads()  # they share the client latestOffset already made
+            futures = {args.shard_id: pool.submit(self._probe, *args) for args in to_read}
             # Every probe ends before this call does, even when one fails: none is left
             # running beside the next batch's probe of the same shard.
-            wait([probe for probe in probes.values() if isinstance(probe, Future)])
+            wait(futures.values())
+            read = {shard_id: future.result() for shard_id, future in futures.items()}
+        else:
+            read = {args.shard_id: self._probe(*args) for args in to_read}
         return [
-            probe.result() if isinstance(probe, Future) else probe
-            for probe in (probes[args.shard_id] for args in planned)
+            taken[args.shard_id] if args.shard_id in taken else read[args.shard_id]
+            for args in planned
         ]
 
     def _probe_threads(self) -> ThreadPoolExecutor:
