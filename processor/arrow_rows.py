@@ -54,9 +54,11 @@ class CollectedBatch:
     earlier batch) is read from its dict.
     """
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, rows: list[dict[str, Any]] | None = None) -> None:
+        """`rows`: `rows_of(table)`, if already built (one dict per row, in the table's order)."""
         self.table = table
-        self.rows = rows_of(table)
+        self.rows = rows_of(table) if rows is None else rows
+        assert len(self.rows) == table.num_rows
         self._positions = {id(row): index for index, row in enumerate(self.rows)}
 
     def take(

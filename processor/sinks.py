@@ -31,8 +31,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deltalake.exceptions import DeltaError
 
 from config.lake import commit_options_for, delta_uri
-from ml_model.features import FEATURE_NAMES, from_arrow
-from processor.arrow_rows import CollectedBatch
+from ml_model.features import FEATURE_NAMES, FeatureEvent, from_arrow
+from processor.arrow_collect import collect_converted
+from processor.arrow_rows import CollectedBatch, rows_of
 from processor.batch_progress import record_batch
 from processor.compaction_lease import compaction_lease
 from processor.engine import FeatureEngine
@@ -204,6 +205,12 @@ def _compact_table(
     return True
 
 
+def _rows_and_events(
+    batch: pa.RecordBatch,
+) -> tuple[list[dict[str, Any]], list[FeatureEvent | None]]:
+    return rows_of(batch), from_arrow(batch)
+
+
 class _Stopwatch:
     def __init__(self) -> None:
         self.laps: dict[str, int] = {}
@@ -265,11 +272,14 @@ class LakeWriter:
         spark = batch.sparkSession
         if self.query_id is None:
             self.query_id = checkpoint_query_id(spark, self.checkpoint_location)
-        collected = CollectedBatch(batch.toArrow())
-        rows = collected.rows
+        # Each record batch becomes rows and feature events as it arrives (ADR 0043).
+        table, parts = collect_converted(batch, _rows_and_events)
+        rows = [row for part_rows, _ in parts for row in part_rows]
+        events = [event for _, part_events in parts for event in part_events]
+        collected = CollectedBatch(table, rows)
         clock.lap("collect")
         backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
-        result = self.engine.process(rows, batch_id, backlogged, from_arrow(collected.table))
+        result = self.engine.process(rows, batch_id, backlogged, events)
         self.engine.start_commit()  # the state's changelog is written while the sinks run
         clock.lap("engine")
         transactions = result.transactions
