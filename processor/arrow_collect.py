@@ -35,7 +35,7 @@ T = TypeVar("T")
 _END = object()
 
 
-def arrow_schema(frame: DataFrame) -> pa.Schema:
+def _arrow_schema(frame: DataFrame) -> pa.Schema:
     """The Arrow schema `toArrow()` gives `frame` (UTC timestamps; large types if configured)."""
     large = frame.sparkSession.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
     return to_arrow_schema(
@@ -54,11 +54,11 @@ def collect_converted(
     `convert` runs on the calling thread, on each batch as soon as it has arrived (cast to the
     table's schema), while Spark still computes and sends the rest.
     """
-    schema = arrow_schema(frame)
     jdf = getattr(frame, "_jdf", None)
     if jdf is None:
         table = frame.toArrow()
         return table, [convert(batch) for batch in table.to_batches()]
+    schema = _arrow_schema(frame)
     with SCCallSiteSync(frame.sparkSession.sparkContext):
         port, secret, server = jdf.collectAsArrowToPython()
     arrived: queue.Queue[Any] = queue.Queue()
