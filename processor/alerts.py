@@ -28,6 +28,8 @@ from producer.contract import to_epoch_ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import numpy as np
+
     from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,7 +126,12 @@ class AlertWriter:
             self._client = make_client("dynamodb", self.settings.aws)
         return self._client
 
-    def __call__(self, transactions: list[dict[str, Any]], batch_id: int) -> None:
+    def __call__(
+        self,
+        transactions: list[dict[str, Any]],
+        batch_id: int,
+        features: np.ndarray | None = None,  # an alert item carries no features
+    ) -> None:
         rows = [row for row in transactions if row.get("decision") == "ALERT"]
         if not rows:
             return

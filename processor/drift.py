@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ml_model.drift import PSI_ALERT, SCORE, Bins, psi
-from ml_model.features.definitions import DAY, LONGEST_LOOKBACK
+from ml_model.features.definitions import DAY, FEATURE_NAMES, LONGEST_LOOKBACK
 
 if TYPE_CHECKING:
     from ml_model.artifacts import ModelCard
@@ -62,6 +62,8 @@ class DriftMonitor(Collector):
         self.columns = [name for name in card.feature_names if name in self.references]
         if SCORE in self.references:
             self.columns.append(SCORE)
+        # Where each feature column sits in the feature matrix a batch comes with.
+        self._in_matrix = {n: FEATURE_NAMES.index(n) for n in self.columns if n in FEATURE_NAMES}
         self.window, self.min_rows, self.threshold = window, max(min_rows, 1), threshold
         self._counts = counts
         self._history_ms = history_ms  # the feature state's reach (FeatureEngine.history_ms)
@@ -78,18 +80,24 @@ class DriftMonitor(Collector):
                 card.version,
             )
 
-    def __call__(self, rows: list[dict[str, Any]], batch_id: int) -> None:
+    def __call__(
+        self, rows: list[dict[str, Any]], batch_id: int, features: np.ndarray | None = None
+    ) -> None:
+        """Take a batch's scored rows; their features from `features` (FEATURE_NAMES
+        columns), else from the rows themselves."""
         if not self.columns:
             return
         try:
-            self._update(rows, batch_id)
+            self._update(rows, batch_id, features)
         except Exception:  # noqa: BLE001 - a diagnostic never fails the batch it watches
             logger.exception("drift: batch %d not measured", batch_id)
 
-    def _update(self, rows: list[dict[str, Any]], batch_id: int) -> None:
+    def _update(
+        self, rows: list[dict[str, Any]], batch_id: int, features: np.ndarray | None
+    ) -> None:
         # A batch replayed in this process is in the window already.
         if batch_id > self._last_batch:
-            self._append(rows)
+            self._append(rows, features)
             self._last_batch = batch_id
         values = self._measure() if self._filled >= self.min_rows else {}
         self.psi = values
@@ -98,12 +106,22 @@ class DriftMonitor(Collector):
         if values:
             self._warn(values, batch_id)
 
-    def _append(self, rows: list[dict[str, Any]]) -> None:
+    def _append(self, rows: list[dict[str, Any]], features: np.ndarray | None) -> None:
         """The rows' columns into the ring buffer; only the last `window` of a big batch."""
         rows = rows[-self.window :]
-        block = np.array(
-            [[_number(row.get(name)) for name in self.columns] for row in rows], dtype=np.float64
-        ).reshape(len(rows), len(self.columns))
+        if features is None:
+            block = np.array(
+                [[_number(row.get(name)) for name in self.columns] for row in rows],
+                dtype=np.float64,
+            ).reshape(len(rows), len(self.columns))
+        else:
+            block = np.empty((len(rows), len(self.columns)))
+            for j, name in enumerate(self.columns):
+                block[:, j] = (
+                    features[len(features) - len(rows) :, self._in_matrix[name]]
+                    if name in self._in_matrix
+                    else [_number(row.get(name)) for row in rows]
+                )
         slots = (self._next + np.arange(len(block))) % self.window
         self._rows[slots] = block
         self._next = (self._next + len(block)) % self.window

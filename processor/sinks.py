@@ -22,8 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -37,6 +36,7 @@ from processor.arrow_rows import CollectedBatch, rows_of
 from processor.batch_progress import record_batch
 from processor.compaction_lease import compaction_lease
 from processor.engine import FeatureEngine
+from processor.engine.engine import values_matrix
 from processor.engine.ordering import backlogged_shards, batch_source_offset
 from processor.hadoop_files import read_text
 from processor.heap import HeapKeeper
@@ -68,8 +68,16 @@ JOB_LEASE_SECONDS = 600
 
 __all__ = ["TABLES", "BatchCounts", "LakeWriter", "RowSink", "app_id", "table_path"]
 
-# A sink of the scored transaction rows of one batch (the DynamoDB alerts).
-RowSink = Callable[[list[dict[str, Any]], int], None]
+
+class RowSink(Protocol):
+    """A sink of one batch's scored transaction rows (the DynamoDB alerts, the drift monitor);
+    `features` is their feature matrix (`FEATURE_NAMES` columns), which the rows do not carry."""
+
+    def __call__(
+        self, rows: list[dict[str, Any]], batch_id: int, features: np.ndarray | None = None, /
+    ) -> None: ...
+
+
 # The columns score_rows adds to each row, in the order it builds them.
 _SCORES = ("fraud_score", "model_version", "decision", "reason_codes", *CHALLENGER_COLUMNS)
 _FEATURES_OF = operator.itemgetter(*FEATURE_NAMES)
@@ -123,21 +131,10 @@ class BatchCounts:
 
 
 def feature_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
-    """The rows' features as one float matrix (`FEATURE_NAMES` order, None -> NaN), each row's
-    read by one `itemgetter` call: what they are scored from and their lake columns.
-
-    The values stream into the matrix (`np.fromiter`: half the time of `np.array` over 40,000
-    tuples, which first works out their shape); a None, which `fromiter` refuses, sends the
-    batch the slower way.
-    """
-    shape = (len(rows), len(FEATURE_NAMES))
-    try:
-        features = np.fromiter(
-            chain.from_iterable(map(_FEATURES_OF, rows)), dtype=float, count=shape[0] * shape[1]
-        )
-    except TypeError:
-        features = np.array([_FEATURES_OF(row) for row in rows], dtype=float)
-    return features.reshape(shape)
+    """The features of rows that carry them as columns, as one float matrix (`FEATURE_NAMES`
+    order, None -> NaN), each row's read by one `itemgetter` call. The job's rows do not carry
+    them: the engine hands their matrix over (`BatchResult.features`)."""
+    return values_matrix(list(map(_FEATURES_OF, rows)), len(FEATURE_NAMES))
 
 
 def score_rows(
@@ -146,10 +143,11 @@ def score_rows(
     """Add the score columns to transaction rows, with one vectorised call.
 
     The challenger's columns are null unless the scorer shadows one (processor/scoring.py);
-    the decision is always the champion's. The frame is built from the rows' `feature_matrix`
-    (pass it if it is already built), and the scores go back column by column, one
-    `dict.update` per row: per-row pandas access cost more than the model itself, and a Python
-    loop per feature or score more than the rest (docs/benchmarks.md).
+    the decision is always the champion's. The frame is built from `features`, the rows'
+    matrix (the engine's; without it, read from the rows' keys by `feature_matrix`), and the
+    scores go back column by column, one `dict.update` per row: per-row pandas access cost more
+    than the model itself, and a Python loop per feature or score more than the rest
+    (docs/benchmarks.md).
     """
     if features is None:
         features = feature_matrix(rows)
@@ -282,8 +280,7 @@ class LakeWriter:
         result = self.engine.process(rows, batch_id, backlogged, events)
         self.engine.start_commit()  # the state's changelog is written while the sinks run
         clock.lap("engine")
-        transactions = result.transactions
-        features = feature_matrix(transactions)
+        transactions, features = result.transactions, result.features
         schema = TRANSACTION_TABLE
         if self.score is not None and transactions:
             score_rows(self.score, transactions, features)
@@ -298,7 +295,7 @@ class LakeWriter:
         clock.lap("tables")
         if transactions:
             for sink in self.transaction_sinks:
-                sink(transactions, batch_id)
+                sink(transactions, batch_id, features)
         alerted_ms = int(time.time() * 1000)
         written = (*transactions, *result.auth_events, *result.labels)  # transactions first
         arrivals = [to_epoch_ms(row["approximateArrivalTimestamp"]) for row in written]

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from config.cli import at_least, configure_logging, new_parser, run_cli
-from ml_model.features import FEATURE_NAMES, from_arrow
+from ml_model.features import from_arrow
 from processor.arrow_rows import rows_of
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore
@@ -193,8 +193,8 @@ def run_once(batches: list[pa.Table]) -> Run:
             started = time.perf_counter()
             engine.commit()
             changelog_ms.append(_ms_since(started))
-        for row in result.transactions:
-            digest.update(repr((row["transaction_id"], [row[n] for n in FEATURE_NAMES])).encode())
+        for row, values in zip(result.transactions, result.features.tolist(), strict=True):
+            digest.update(repr((row["transaction_id"], values)).encode())
     with heap.during_batch():
         started = time.perf_counter()
         snapshot = encode_state(engine.state)

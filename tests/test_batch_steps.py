@@ -149,7 +149,7 @@ def test_engine_routes_each_row_to_its_table(spark: Any, parsed: Any, tmp_path: 
     result = engine.process(parsed.toArrow().to_pylist(), 0)
     assert result.duplicates == 1 and result.late == 0
 
-    arrow = event_table(result.transactions, TRANSACTION_TABLE)
+    arrow = event_table(result.transactions, TRANSACTION_TABLE, features=result.features)
     first = next(r for r in arrow.to_pylist() if r["transaction_id"] == "txn-001")
     assert first["card_seconds_since_prev"] is None  # NaN in the features, null in the lake
     assert first["event_date"] == first["event_time"].date()
@@ -190,11 +190,11 @@ def test_scoring_adds_score_decision_and_reasons(spark: Any, parsed: Any, tmp_pa
     write_artifacts(str(tmp_path / "model"), model, card)
     settings = load_config("local").with_overrides(model={"path": str(tmp_path / "model")})
     engine = FeatureEngine(StateStore(CheckpointFiles(str(tmp_path / "state"))), ENGINE)
-    rows = engine.process(parsed.toArrow().to_pylist(), 0).transactions
-    score_rows(frame_scorer(settings), rows)
+    result = engine.process(parsed.toArrow().to_pylist(), 0)
+    rows, features = result.transactions, result.features
+    score_rows(frame_scorer(settings), rows, features)
 
-    scored = spark.createDataFrame(event_table(rows, SCORED_TRANSACTION_TABLE))
-    features = np.array([[r[name] for name in FEATURE_NAMES] for r in rows], dtype=float)
+    scored = spark.createDataFrame(event_table(rows, SCORED_TRANSACTION_TABLE, features=features))
     expected_scores = model.predict_proba(features)[:, 1]
     assert all(not math.isnan(s) for s in expected_scores)
     expected = spark.createDataFrame(

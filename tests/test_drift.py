@@ -177,6 +177,25 @@ def test_the_window_is_bounded_and_a_replayed_batch_is_not_counted_twice(
     assert monitor.psi["tx_amount"] == round(psi(reference, newest), 4)
 
 
+def test_features_from_the_batch_matrix_equal_the_same_features_read_from_rows(
+    card: ModelCard,
+) -> None:
+    """The job's rows do not carry their features: the sink passes the engine's matrix."""
+    rng = np.random.default_rng(8)
+    frames = [sample(rng, 1_500), sample(rng, 2_500, amount_factor=3.0)]
+    from_rows = DriftMonitor(card, window=2_000, min_rows=500)
+    from_matrix = DriftMonitor(card, window=2_000, min_rows=500)
+    for batch_id, frame in enumerate(frames):
+        from_rows(rows_of(frame), batch_id)
+        matrix = np.full((len(frame), len(FEATURE_NAMES)), np.nan)
+        for name in FEATURES:
+            matrix[:, FEATURE_NAMES.index(name)] = frame[name]
+        from_matrix([{SCORE: score} for score in frame[SCORE]], batch_id, matrix)
+    # The second batch is bigger than the window: its newest 2,000 rows, from both.
+    assert np.array_equal(from_matrix._rows, from_rows._rows, equal_nan=True)
+    assert from_matrix.psi == from_rows.psi and from_matrix.psi["tx_amount"] > PSI_ALERT
+
+
 @pytest.mark.parametrize(("reach_days", "noted"), [(4.5, True), (40.0, False), (None, False)])
 def test_a_cold_state_is_named_in_the_warning(
     card: ModelCard, caplog: pytest.LogCaptureFixture, reach_days: float | None, noted: bool

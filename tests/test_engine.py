@@ -45,6 +45,7 @@ from processor.engine.watermark import (
 )
 from processor.parse import PARSED_ARROW_SCHEMA
 from producer.contract import to_epoch_ms
+from tests.engine_results import featured, same_transactions
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -202,7 +203,7 @@ def test_late_events_are_scored_and_flagged(tmp_path: Path) -> None:
     assert [r["late"] for r in late.transactions] == [True, True]
     assert late.transactions[1]["lateness_ms"] > 50 * MIN
     assert late.transactions[0]["lateness_ms"] > 47 * HOUR
-    assert all(not math.isnan(r["card_tx_count_7d"]) for r in late.transactions)
+    assert all(not math.isnan(r["card_tx_count_7d"]) for r in featured(late))
 
 
 def test_a_slow_shard_makes_nothing_late(tmp_path: Path) -> None:
@@ -225,7 +226,7 @@ def test_features_equal_the_training_features_batch_by_batch(tmp_path: Path) -> 
     eng = engine(tmp_path)
     streamed: dict[str, dict[str, Any]] = {}
     for batch, start in enumerate(range(0, len(rows), 25)):
-        for row in run(eng, rows[start : start + 25], batch).transactions:
+        for row in featured(run(eng, rows[start : start + 25], batch)):
             streamed[row["transaction_id"]] = row
     expected = compute_features(from_row(r) for r in rows).set_index("transaction_id")
     for tx_id, features in expected.iterrows():
@@ -257,7 +258,7 @@ def _streamed(
         result = eng.process([dict(r) for r in rows], batch_id, backlogged if ordered else ())
         eng.commit()
         most_held = max(most_held, result.held)
-        for row in result.transactions:
+        for row in featured(result):
             assert row["transaction_id"] not in streamed, "written twice"
             streamed[row["transaction_id"]] = row
     return streamed, most_held
@@ -314,15 +315,13 @@ def test_held_events_survive_a_restart(tmp_path: Path) -> None:
     written = [r["transaction_id"] for r in rest.transactions]
     assert written == [r["transaction_id"] for r in behind[1:] + ahead]  # event-key order
     assert rest.held == 0
-    assert [r["terminal_tx_count_24h"] for r in rest.transactions] == list(range(1, 10))
+    assert [r["terminal_tx_count_24h"] for r in featured(rest)] == list(range(1, 10))
 
 
 def test_replay_after_a_crash_reads_what_the_previous_batch_left(tmp_path: Path) -> None:
     rows = [tx(i, i, card="c", seq=i) for i in range(40)]
     clean = engine(tmp_path / "clean")
-    expected = [
-        run(clean, rows[i : i + 10], b).transactions for b, i in enumerate(range(0, 40, 10))
-    ]
+    expected = [run(clean, rows[i : i + 10], b) for b, i in enumerate(range(0, 40, 10))]
 
     crashing = engine(tmp_path / "crash")
     run(crashing, rows[:10], 0)
@@ -331,8 +330,8 @@ def test_replay_after_a_crash_reads_what_the_previous_batch_left(tmp_path: Path)
     crashing.commit()  # batch 2 saved its state, then the driver died before Spark committed it
     restarted = engine(tmp_path / "crash")  # a new driver: state from the files, as of batch 1
     replay = run(restarted, rows[20:30], 2)
-    assert replay.transactions == expected[2]
-    assert run(restarted, rows[30:40], 3).transactions == expected[3]
+    assert same_transactions(replay, expected[2])
+    assert same_transactions(run(restarted, rows[30:40], 3), expected[3])
 
 
 def _saved(entities: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -645,7 +644,7 @@ def test_a_checkpoint_saved_before_the_hour_tiles_loads_with_them(tmp_path: Path
     # A batch after the upgrade logs events, replayed onto the converted entities.
     upgraded = FeatureEngine(StateStore(files), SETTINGS)
     after = [tx(4, 200.0, seq=4)]
-    assert run(upgraded, after, 2).transactions == run(eng, after, 2).transactions
+    assert same_transactions(run(upgraded, after, 2), run(eng, after, 2))
     _same_state(StateStore(files).load(2), eng.state)
 
 
@@ -720,7 +719,7 @@ def test_events_from_the_batchs_columns_decide_as_its_rows_do(tmp_path: Path) ->
     given = engine(tmp_path / "given").process([dict(r) for r in rows], 0, (), events)
     built = engine(tmp_path / "built").process([dict(r) for r in rows], 0)
     assert len(given.transactions) == 3 and len(given.dead_letters) == 1
-    assert given.transactions[-1]["card_failed_logins_1h"] == 1.0
+    assert featured(given)[-1]["card_failed_logins_1h"] == 1.0
     for name in ("transactions", "auth_events", "labels", "dead_letters"):
         assert repr(getattr(given, name)) == repr(getattr(built, name)), name
 
@@ -764,7 +763,7 @@ def test_a_checkpoint_of_format_3_still_loads(tmp_path: Path) -> None:
     _same_state(StateStore(old).load(1), eng.state)
     resumed = FeatureEngine(StateStore(old), SETTINGS)
     after = [tx(30, 700, shard="slow", terminal="t-9", seq=30)]
-    assert run(resumed, after, 2).transactions == run(eng, after, 2).transactions
+    assert same_transactions(run(resumed, after, 2), run(eng, after, 2))
 
 
 def test_a_checkpoint_of_format_4_still_loads(tmp_path: Path) -> None:
@@ -788,7 +787,7 @@ def test_a_checkpoint_of_format_4_still_loads(tmp_path: Path) -> None:
     _same_state(StateStore(old).load(1), eng.state)
     resumed = FeatureEngine(StateStore(old), SETTINGS)
     after = [tx(30, 700, shard="slow", terminal="t-9", seq=30)]
-    assert run(resumed, after, 2).transactions == run(eng, after, 2).transactions
+    assert same_transactions(run(resumed, after, 2), run(eng, after, 2))
 
 
 def _format_5(value: Any, ids: dict[str, SeenId | None]) -> bytes:

@@ -141,7 +141,7 @@ def test_the_engine_never_changes_a_parsed_column(tmp_path: Path) -> None:
     assert len(result.transactions) == 8 and len(result.auth_events) == 3
     after = [{name: row[name] for name in PARSED_EVENT_COLUMNS} for row in collected.rows]
     assert after == before
-    assert np.isfinite(feature_matrix(result.transactions)[:, 0]).all()
+    assert np.isfinite(result.features[:, 0]).all()
 
 
 def test_the_feature_matrix_is_the_rows_features_in_model_order_none_as_nan() -> None:

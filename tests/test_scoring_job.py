@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from chispa import assert_df_equality
 
@@ -80,6 +81,12 @@ def test_stream_features_scores_and_alerts(
 
     alerts = AlertWriter(settings)
     writer = lake_writer(settings, frame_scorer(settings), alerts)
+    handed: dict[str, list[float]] = {}  # what the transaction sinks get (the drift monitor)
+
+    def record(rows: list[dict[str, Any]], batch_id: int, features: Any = None) -> None:
+        handed.update(zip((r["transaction_id"] for r in rows), features.tolist(), strict=True))
+
+    writer.transaction_sinks.append(record)
     query = write(ingest(spark, settings), settings, writer, True)
     query.awaitTermination()
     assert query.exception() is None
@@ -101,6 +108,10 @@ def test_stream_features_scores_and_alerts(
         for tx in got.index[~((got[name] == want[name]) | (got[name].isna() & want[name].isna()))]
     ]
     assert not differ, f"{len(differ)} features differ, e.g. {differ[:5]}"
+    # The transaction sinks get the same features, one matrix row per row they are handed.
+    assert handed.keys() == set(got.index)
+    sunk = pd.DataFrame.from_dict(handed, orient="index", columns=list(FEATURE_NAMES))
+    assert sunk.loc[got.index].equals(got), "the sinks' features differ from the lake's"
     held = [p.held for p in read_progress(CheckpointFiles.of(settings))]
     assert max(held) > 0 and held[-1] == 0, held  # terminal events waited, then all went out
     assert_df_equality(

@@ -22,6 +22,7 @@ from processor.job import bootstrap_checkpoint
 from processor.lake_tables import EVENT_TABLE, TRANSACTION_TABLE, event_table
 from processor.parse import ContractParser
 from producer.generator import GeneratorOptions, TransactionGenerator
+from tests.engine_results import featured
 
 KEY = os.environ["CARD_TOKEN_KEY"].encode()  # set by tests/conftest.py
 MIN = 60_000
@@ -68,7 +69,7 @@ def streamed_features(checkpoint: Path, new: list[bytes]) -> pd.DataFrame:
     result = engine.process(parsed_rows(new), 0)
     return pd.DataFrame(
         [{"transaction_id": r["transaction_id"], **{n: r[n] for n in FEATURE_NAMES}}
-         for r in result.transactions]
+         for r in featured(result)]
     )  # fmt: skip
 
 
