@@ -28,9 +28,8 @@ from producer.contract import to_epoch_ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    import numpy as np
-
     from config.settings import Settings
+    from processor.sinks import BatchColumns
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ class AlertWriter:
         self,
         transactions: list[dict[str, Any]],
         batch_id: int,
-        features: np.ndarray | None = None,  # an alert item carries no features
+        columns: BatchColumns | None = None,  # the ALERT rows carry what an item needs
     ) -> None:
         rows = [row for row in transactions if row.get("decision") == "ALERT"]
         if not rows:

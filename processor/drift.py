@@ -28,7 +28,7 @@ from ml_model.features.definitions import DAY, FEATURE_NAMES, LONGEST_LOOKBACK
 
 if TYPE_CHECKING:
     from ml_model.artifacts import ModelCard
-    from processor.sinks import BatchCounts
+    from processor.sinks import BatchColumns, BatchCounts
 
 logger = logging.getLogger(__name__)
 
@@ -81,23 +81,23 @@ class DriftMonitor(Collector):
             )
 
     def __call__(
-        self, rows: list[dict[str, Any]], batch_id: int, features: np.ndarray | None = None
+        self, rows: list[dict[str, Any]], batch_id: int, columns: BatchColumns | None = None
     ) -> None:
-        """Take a batch's scored rows; their features from `features` (FEATURE_NAMES
-        columns), else from the rows themselves."""
+        """Take a batch's scored rows; their features and scores from `columns` where it has
+        them (the job's), else from the rows themselves."""
         if not self.columns:
             return
         try:
-            self._update(rows, batch_id, features)
+            self._update(rows, batch_id, columns)
         except Exception:  # noqa: BLE001 - a diagnostic never fails the batch it watches
             logger.exception("drift: batch %d not measured", batch_id)
 
     def _update(
-        self, rows: list[dict[str, Any]], batch_id: int, features: np.ndarray | None
+        self, rows: list[dict[str, Any]], batch_id: int, columns: BatchColumns | None
     ) -> None:
         # A batch replayed in this process is in the window already.
         if batch_id > self._last_batch:
-            self._append(rows, features)
+            self._append(rows, columns)
             self._last_batch = batch_id
         values = self._measure() if self._filled >= self.min_rows else {}
         self.psi = values
@@ -106,22 +106,20 @@ class DriftMonitor(Collector):
         if values:
             self._warn(values, batch_id)
 
-    def _append(self, rows: list[dict[str, Any]], features: np.ndarray | None) -> None:
+    def _append(self, rows: list[dict[str, Any]], columns: BatchColumns | None) -> None:
         """The rows' columns into the ring buffer; only the last `window` of a big batch."""
         rows = rows[-self.window :]
-        if features is None:
-            block = np.array(
-                [[_number(row.get(name)) for name in self.columns] for row in rows],
-                dtype=np.float64,
-            ).reshape(len(rows), len(self.columns))
-        else:
-            block = np.empty((len(rows), len(self.columns)))
-            for j, name in enumerate(self.columns):
-                block[:, j] = (
-                    features[len(features) - len(rows) :, self._in_matrix[name]]
-                    if name in self._in_matrix
-                    else [_number(row.get(name)) for row in rows]
-                )
+        if not rows:
+            return
+        first = -len(rows)  # the window's first row, counted from the batch's end
+        block = np.empty((len(rows), len(self.columns)))
+        for j, name in enumerate(self.columns):
+            if columns is not None and name in self._in_matrix:
+                block[:, j] = columns.features[first:, self._in_matrix[name]]
+            elif columns is not None and name in columns.scores:
+                block[:, j] = [_number(value) for value in columns.scores[name][first:]]
+            else:
+                block[:, j] = [_number(row.get(name)) for row in rows]
         slots = (self._next + np.arange(len(block))) % self.window
         self._rows[slots] = block
         self._next = (self._next + len(block)) % self.window

@@ -6,6 +6,7 @@ Delta, whatever a batch happens to hold (an all-null column still has its type).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,7 @@ def event_table(
     schema: pa.Schema,
     collected: CollectedBatch | None = None,
     features: np.ndarray | None = None,
+    columns: Mapping[str, Sequence[Any]] | None = None,
 ) -> pa.Table:
     """Rows of an event table -> an Arrow table of `schema` (event_date filled in).
 
@@ -95,9 +97,11 @@ def event_table(
     Each column is built the cheapest way it is known (ADR 0026): given the batch the rows were
     collected in, the columns they hold as parsed are gathered from its Arrow table; given the
     rows' feature matrix (`FEATURE_NAMES` order, the one they were scored from), the features
-    are its columns; the rest, and everything without those two, Arrow reads from the rows
-    (`from_pylist`, keys not in the schema ignored).
+    are its columns; `columns` gives others as a value per row (the scores, ADR 0045); the
+    rest, and everything without those, Arrow reads from the rows (`from_pylist`, keys not in
+    the schema ignored).
     """
+    given = {} if columns is None else {n: v for n, v in columns.items() if n in schema.names}
     taken: dict[str, Any] = {}
     if collected is not None:
         taken = collected.take(rows, [f for f in schema if f.name in PARSED_EVENT_COLUMNS])
@@ -107,7 +111,10 @@ def event_table(
     from_rows = [
         field
         for field in schema
-        if field.name not in taken and field.name not in in_matrix and field.name != "event_date"
+        if field.name not in taken
+        and field.name not in in_matrix
+        and field.name not in given
+        and field.name != "event_date"
     ]
     read = pa.Table.from_pylist(rows, schema=pa.schema(from_rows))
     arrays = []
@@ -119,7 +126,10 @@ def event_table(
             values = features[:, in_matrix[field.name]]
             column = pa.array(values, field.type, mask=np.isnan(values))
         else:
-            column = taken[field.name] if field.name in taken else read.column(field.name)
+            if field.name in given:
+                column = pa.chunked_array([pa.array(given[field.name], field.type)])
+            else:
+                column = taken[field.name] if field.name in taken else read.column(field.name)
             if pa.types.is_floating(field.type):
                 column = _null_for_nan(column, field.type)
         arrays.append(column)

@@ -31,6 +31,7 @@ from deltalake.exceptions import DeltaError
 
 from config.lake import commit_options_for, delta_uri
 from ml_model.features import FEATURE_NAMES, FeatureEvent, from_arrow
+from ml_model.scorer import OK
 from processor.arrow_collect import collect_converted
 from processor.arrow_rows import CollectedBatch, rows_of
 from processor.batch_progress import record_batch
@@ -66,15 +67,34 @@ T = TypeVar("T")
 # blocks the daily maintenance this long at most (a restarted job takes it back at once).
 JOB_LEASE_SECONDS = 600
 
-__all__ = ["TABLES", "BatchCounts", "LakeWriter", "RowSink", "app_id", "table_path"]
+__all__ = [
+    "TABLES",
+    "BatchColumns",
+    "BatchCounts",
+    "LakeWriter",
+    "RowSink",
+    "app_id",
+    "table_path",
+]
+
+
+@dataclass(frozen=True)
+class BatchColumns:
+    """What a batch's transaction rows do not carry as keys, as columns in the rows' order:
+    their features (`FEATURE_NAMES` columns) and, once scored, their score columns (`_SCORES`
+    names -> a value per row; empty when the batch was not scored). Only the rows whose
+    decision is ALERT or REVIEW carry their scores as keys too (ADR 0045)."""
+
+    features: np.ndarray
+    scores: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class RowSink(Protocol):
-    """A sink of one batch's scored transaction rows (the DynamoDB alerts, the drift monitor);
-    `features` is their feature matrix (`FEATURE_NAMES` columns), which the rows do not carry."""
+    """A sink of one batch's scored transaction rows (the DynamoDB alerts, the drift monitor)
+    and their `BatchColumns`."""
 
     def __call__(
-        self, rows: list[dict[str, Any]], batch_id: int, features: np.ndarray | None = None, /
+        self, rows: list[dict[str, Any]], batch_id: int, columns: BatchColumns | None = None, /
     ) -> None: ...
 
 
@@ -137,23 +157,18 @@ def feature_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
     return values_matrix(list(map(_FEATURES_OF, rows)), len(FEATURE_NAMES))
 
 
-def score_rows(
-    score: FrameScorer, rows: list[dict[str, Any]], features: np.ndarray | None = None
-) -> None:
-    """Add the score columns to transaction rows, with one vectorised call.
+def score_columns(
+    score: FrameScorer, transaction_ids: list[str], features: np.ndarray
+) -> dict[str, list[Any]]:
+    """The score columns of a batch's transactions (`_SCORES` names -> a value per
+    transaction), from their feature matrix, with one vectorised call.
 
     The challenger's columns are null unless the scorer shadows one (processor/scoring.py);
-    the decision is always the champion's. The frame is built from `features`, the rows'
-    matrix (the engine's; without it, read from the rows' keys by `feature_matrix`), and the
-    scores go back column by column, one `dict.update` per row: per-row pandas access cost more
-    than the model itself, and a Python loop per feature or score more than the rest
-    (docs/benchmarks.md).
+    the decision is always the champion's.
     """
-    if features is None:
-        features = feature_matrix(rows)
     # A copy: the lake's feature columns are read from `features`, whatever the scorer does.
     frame = pd.DataFrame(features, columns=FEATURE_NAMES, copy=True)
-    frame.insert(0, "transaction_id", [row["transaction_id"] for row in rows])
+    frame.insert(0, "transaction_id", transaction_ids)
     scored = score(frame)
     values = np.asarray(scored["fraud_score"], dtype=float).tolist()
     reasons = [[] if codes is None else list(codes) for codes in scored["reason_codes"]]
@@ -163,9 +178,33 @@ def score_rows(
         columns.append([None if v is None or v != v else float(v) for v in shadow])
         columns.append([None if v is None or pd.isna(v) else str(v) for v in versions])
     else:
-        columns += [[None] * len(rows)] * 2
-    for row, scores in zip(rows, zip(*columns, strict=True), strict=True):
-        row.update(zip(_SCORES, scores, strict=True))
+        columns += [[None] * len(transaction_ids)] * 2
+    return dict(zip(_SCORES, columns, strict=True))
+
+
+def score_rows(
+    score: FrameScorer, rows: list[dict[str, Any]], features: np.ndarray | None = None
+) -> None:
+    """Add the score columns to transaction rows (`score_columns`), for rows that go on as
+    dicts whole (tests, tools); the job keeps them as columns. The frame is built from
+    `features` (without it, read from the rows' keys by `feature_matrix`); the scores go back
+    one `dict.update` per row: per-row pandas access cost more than the model itself, and a
+    Python loop per score more than the rest (docs/benchmarks.md).
+    """
+    if features is None:
+        features = feature_matrix(rows)
+    columns = score_columns(score, [row["transaction_id"] for row in rows], features)
+    for row, scores in zip(rows, zip(*columns.values(), strict=True), strict=True):
+        row.update(zip(columns, scores, strict=True))
+
+
+def _scores_into_acted_on_rows(rows: list[dict[str, Any]], scores: dict[str, list[Any]]) -> None:
+    """Give the rows someone acts on (decision ALERT or REVIEW) their score columns as keys:
+    the alerts are written from them. The others' scores stay in the columns only, which the
+    lake and the drift monitor read."""
+    for position, decision in enumerate(scores["decision"]):
+        if decision != OK:
+            rows[position].update((name, column[position]) for name, column in scores.items())
 
 
 def _write_table(
@@ -282,12 +321,15 @@ class LakeWriter:
         clock.lap("engine")
         transactions, features = result.transactions, result.features
         schema = TRANSACTION_TABLE
+        scores: dict[str, list[Any]] = {}
         if self.score is not None and transactions:
-            score_rows(self.score, transactions, features)
+            ids = [row["transaction_id"] for row in transactions]
+            scores = score_columns(self.score, ids, features)
+            _scores_into_acted_on_rows(transactions, scores)
             schema = SCORED_TRANSACTION_TABLE
         clock.lap("score")
         tables: dict[str, pa.Table] = {
-            "transactions": event_table(transactions, schema, collected, features),
+            "transactions": event_table(transactions, schema, collected, features, scores),
             "auth_events": event_table(result.auth_events, EVENT_TABLE, collected),
             "labels": event_table(result.labels, EVENT_TABLE, collected),
             "dead_letters": dead_letter_table(result.dead_letters),
@@ -295,7 +337,7 @@ class LakeWriter:
         clock.lap("tables")
         if transactions:
             for sink in self.transaction_sinks:
-                sink(transactions, batch_id, features)
+                sink(transactions, batch_id, BatchColumns(features, scores))
         alerted_ms = int(time.time() * 1000)
         written = (*transactions, *result.auth_events, *result.labels)  # transactions first
         arrivals = [to_epoch_ms(row["approximateArrivalTimestamp"]) for row in written]

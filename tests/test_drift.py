@@ -38,7 +38,7 @@ from processor.drift import DriftMonitor
 from processor.job import scoring_writer
 from processor.metrics import ProgressMetrics
 from processor.scoring import frame_scorer
-from processor.sinks import BatchCounts
+from processor.sinks import BatchColumns, BatchCounts
 from tests.test_report import assert_valid_png, figures_of
 
 FEATURES = ["tx_amount", "card_tx_count_1h", "card_seconds_since_prev"]
@@ -177,10 +177,10 @@ def test_the_window_is_bounded_and_a_replayed_batch_is_not_counted_twice(
     assert monitor.psi["tx_amount"] == round(psi(reference, newest), 4)
 
 
-def test_features_from_the_batch_matrix_equal_the_same_features_read_from_rows(
+def test_columns_from_the_sink_equal_the_same_values_read_from_rows(
     card: ModelCard,
 ) -> None:
-    """The job's rows do not carry their features: the sink passes the engine's matrix."""
+    """The job's rows carry neither features nor scores: the sink passes them as columns."""
     rng = np.random.default_rng(8)
     frames = [sample(rng, 1_500), sample(rng, 2_500, amount_factor=3.0)]
     from_rows = DriftMonitor(card, window=2_000, min_rows=500)
@@ -190,7 +190,8 @@ def test_features_from_the_batch_matrix_equal_the_same_features_read_from_rows(
         matrix = np.full((len(frame), len(FEATURE_NAMES)), np.nan)
         for name in FEATURES:
             matrix[:, FEATURE_NAMES.index(name)] = frame[name]
-        from_matrix([{SCORE: score} for score in frame[SCORE]], batch_id, matrix)
+        scores = {SCORE: frame[SCORE].tolist()}
+        from_matrix([{} for _ in range(len(frame))], batch_id, BatchColumns(matrix, scores))
     # The second batch is bigger than the window: its newest 2,000 rows, from both.
     assert np.array_equal(from_matrix._rows, from_rows._rows, equal_nan=True)
     assert from_matrix.psi == from_rows.psi and from_matrix.psi["tx_amount"] > PSI_ALERT

@@ -19,6 +19,7 @@ from processor.engine import EngineSettings, FeatureEngine, StateStore
 from processor.lake_tables import (
     EVENT_TABLE,
     PARSED_EVENT_COLUMNS,
+    SCORE_COLUMNS,
     SCORED_TRANSACTION_TABLE,
     event_table,
 )
@@ -106,6 +107,15 @@ def test_a_table_of_collected_held_and_nan_rows_equals_arrows_own() -> None:
     ]
     assert built.column("amount").null_count == 0  # row 4 (NaN) is not a transaction here
     assert built.column(FEATURE_NAMES[0]).null_count > 0  # NaN and None: null in the lake
+
+    # The job's rows carry their scores as columns instead (the sink's BatchColumns).
+    names = [field.name for field in SCORE_COLUMNS]
+    scores = {name: [row.pop(name) for row in transactions] for name in names}
+    from_columns = event_table(
+        transactions, SCORED_TRANSACTION_TABLE, collected, feature_matrix(transactions), scores
+    )
+    assert from_columns.equals(expected)
+    assert from_columns.column("fraud_score").null_count == 1  # NaN: null, as from the rows
 
 
 def test_event_tables_take_the_collected_columns_of_auth_events_too() -> None:

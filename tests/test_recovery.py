@@ -70,11 +70,11 @@ class FailingOnce:
         self.inner = inner
         self.failed = False
 
-    def __call__(self, transactions: Any, batch_id: int, features: Any = None) -> None:
+    def __call__(self, transactions: Any, batch_id: int, columns: Any = None) -> None:
         if not self.failed:
             self.failed = True
             raise DeliveryError("alerts table unreachable (injected)")
-        self.inner(transactions, batch_id, features)
+        self.inner(transactions, batch_id, columns)
 
 
 def test_alert_outage_never_leaves_an_alert_row_without_its_alert(

@@ -82,9 +82,15 @@ def test_stream_features_scores_and_alerts(
     alerts = AlertWriter(settings)
     writer = lake_writer(settings, frame_scorer(settings), alerts)
     handed: dict[str, list[float]] = {}  # what the transaction sinks get (the drift monitor)
+    handed_scores: dict[str, float] = {}
 
-    def record(rows: list[dict[str, Any]], batch_id: int, features: Any = None) -> None:
-        handed.update(zip((r["transaction_id"] for r in rows), features.tolist(), strict=True))
+    def record(rows: list[dict[str, Any]], batch_id: int, columns: Any = None) -> None:
+        ids = [r["transaction_id"] for r in rows]
+        handed.update(zip(ids, columns.features.tolist(), strict=True))
+        handed_scores.update(zip(ids, columns.scores["fraud_score"], strict=True))
+        # The rows an alert or a review is for carry their scores; the others, only columns.
+        decisions = columns.scores["decision"]
+        assert [r.get("decision") for r in rows] == [d if d != "OK" else None for d in decisions]
 
     writer.transaction_sinks.append(record)
     query = write(ingest(spark, settings), settings, writer, True)
@@ -124,6 +130,7 @@ def test_stream_features_scores_and_alerts(
     # 2. Every ALERT is in DynamoDB and every item is an ALERT at or above the threshold.
     card = json.loads((trained_model / CARD_FILE).read_text())
     rows = scored.select("transaction_id", "fraud_score", "decision", "reason_codes").collect()
+    assert handed_scores == {r.transaction_id: r.fraud_score for r in rows}
     above = {r.transaction_id for r in rows if r.fraud_score >= card["threshold"]}
     alerted = {r.transaction_id for r in rows if r.decision == "ALERT"}
     assert alerted == above and alerted, "decision must follow the card's threshold"
