@@ -45,6 +45,7 @@ from processor.lake_commit import commit_batch, compact_table, compaction_due
 from processor.lake_tables import (
     CHALLENGER_COLUMNS,
     EVENT_TABLE,
+    SCORE_COLUMNS,
     SCORED_TRANSACTION_TABLE,
     TABLES,
     TRANSACTION_TABLE,
@@ -98,8 +99,8 @@ class RowSink(Protocol):
     ) -> None: ...
 
 
-# The columns score_rows adds to each row, in the order it builds them.
-_SCORES = ("fraud_score", "model_version", "decision", "reason_codes", *CHALLENGER_COLUMNS)
+# The score columns, named and ordered as the lake's (score_columns builds them in this order).
+_SCORES = tuple(field.name for field in SCORE_COLUMNS)
 _FEATURES_OF = operator.itemgetter(*FEATURE_NAMES)
 
 
