@@ -1,35 +1,42 @@
 """Arrow data as Python values, with timestamps built in Python.
 
 pyarrow turns a UTC timestamp into a `datetime` with a `zoneinfo` tzinfo at ~3.6 µs a value;
-adding a `timedelta` to the epoch makes the same instant with `datetime.UTC` in ~0.6 µs. Both
-the parse step (one arrival time per record) and the driver's sink (three timestamps per row)
-pay that per event, so they read Arrow through here. Values are equal either way; only the
-tzinfo object differs.
+adding a `timedelta` to the epoch makes the same instant with `datetime.UTC` in ~0.35 µs, with
+the `timedelta` built from positional arguments and the column mapped in C (keyword arguments
+and a Python loop cost ~0.6 µs). Both the parse step (one arrival time per record) and the
+driver's sink (three timestamps per row) pay that per event, so they read Arrow through here.
+Values are equal either way; only the tzinfo object differs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
 
 from producer.contract import EPOCH
 
-_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+# A count of each unit as a timedelta: timedelta(days, seconds, microseconds, milliseconds).
+_DELTAS: dict[str, Callable[[int], timedelta]] = {
+    "s": partial(timedelta, 0),
+    "ms": partial(timedelta, 0, 0, 0),
+    "us": partial(timedelta, 0, 0),
+}
 _UTC_NAMES = frozenset({"UTC", "utc", "Etc/UTC", "+00:00", "Z"})
 
 
 def column_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
     """One column as Python values; a UTC timestamp column as aware datetimes."""
     kind = column.type
-    if not pa.types.is_timestamp(kind) or kind.tz not in _UTC_NAMES or kind.unit not in _UNITS:
+    if not pa.types.is_timestamp(kind) or kind.tz not in _UTC_NAMES or kind.unit not in _DELTAS:
         return column.to_pylist()
-    unit = _UNITS[kind.unit]
-    return [
-        None if count is None else EPOCH + timedelta(**{unit: count})
-        for count in column.cast(pa.int64()).to_pylist()
-    ]
+    delta, counts = _DELTAS[kind.unit], column.cast(pa.int64()).to_pylist()
+    if column.null_count:
+        return [None if count is None else EPOCH + delta(count) for count in counts]
+    return list(map(EPOCH.__add__, map(delta, counts)))
 
 
 def columns_of(data: pa.RecordBatch | pa.Table) -> dict[str, list[Any]]:

@@ -25,6 +25,10 @@ def test_utc_timestamps_are_the_same_instants_as_pyarrows(unit: str) -> None:
     values = column_values(column)
     assert values == column.to_pylist() == moments
     assert all(v is None or v.utcoffset() is not None for v in values)  # aware, not naive
+    # A column without nulls takes the mapped path.
+    full = column.drop_null()
+    assert full.null_count == 0 < len(full)
+    assert column_values(full) == full.to_pylist() == [m for m in moments if m is not None]
 
 
 def test_other_columns_and_other_zones_are_pyarrows_own_values() -> None:

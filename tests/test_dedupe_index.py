@@ -11,6 +11,7 @@ import pytest
 
 from ml_model.features.definitions import DAY, HOUR
 from processor.engine.dedupe_index import (
+    Queries,
     Run,
     SeenIndex,
     _find,
@@ -94,7 +95,58 @@ def test_a_key_hash_whose_high_half_another_shares_is_still_told_apart() -> None
     low = np.array([1, 3, 1, 2, 1], dtype=np.uint64)
     run = Run(high, low, np.zeros(5, np.uint64), np.arange(5, dtype=np.int64))
     queries = (np.array([7, 7, 7, 7], dtype=np.uint64), np.array([3, 1, 2, 4], dtype=np.uint64))
-    assert _find(run, *queries).tolist() == [1, 2, 3, -1]
+    assert _find(run.high, run.low, *queries).tolist() == [1, 2, 3, -1]
+
+
+def test_a_lookup_answers_as_a_dict_would_whichever_side_is_searched() -> None:
+    # Runs both larger and smaller than the queries (ADR 0046 searches the smaller side in the
+    # larger), ids that share a high half, and queries asked more than once.
+    rng = np.random.default_rng(7)
+    shared_highs = rng.integers(0, 2**64 - 1, 20, dtype=np.uint64, endpoint=True)
+    held: dict[tuple[int, int], tuple[int, int]] = {}
+    index = SeenIndex()
+    for day, size in enumerate([3, 40, 400, 2_000, 7]):
+        high = rng.integers(0, 2**64 - 1, size, dtype=np.uint64, endpoint=True)
+        high[: size // 3] = rng.choice(shared_highs, size // 3)
+        low = rng.integers(0, 2**64 - 1, size, dtype=np.uint64, endpoint=True)
+        digest = rng.integers(1, 2**64 - 1, size, dtype=np.uint64, endpoint=True)
+        event_ms = T0 + day * DAY + np.arange(size, dtype=np.int64)
+        index.add(Run(high, low, digest, event_ms))
+        held.update(
+            {
+                (int(h), int(lo)): (int(d), int(t))
+                for h, lo, d, t in zip(high, low, digest, event_ms, strict=True)
+            }
+        )
+    pairs = list(held)
+    asked = [pairs[i] for i in rng.integers(0, len(pairs), 150)]
+    asked += [
+        (int(rng.choice(shared_highs)), int(lo))
+        for lo in rng.integers(0, 2**64 - 1, 50, dtype=np.uint64, endpoint=True)
+    ]
+    asked += asked[:30]
+    high = np.array([h for h, _ in asked], dtype=np.uint64)
+    low = np.array([lo for _, lo in asked], dtype=np.uint64)
+    found, digest, event_ms = index.lookup(high, low)
+    expected = [held.get(pair) for pair in asked]
+    assert found.tolist() == [first is not None for first in expected]
+    assert [(int(d), int(t)) for d, t, hit in zip(digest, event_ms, found, strict=True) if hit] == [
+        first for first in expected if first is not None
+    ]
+
+
+def test_queries_name_each_ids_first_copy_in_query_order() -> None:
+    high = np.array([9, 4, 9, 4, 9, 1], dtype=np.uint64)
+    low = np.array([1, 2, 1, 2, 3, 5], dtype=np.uint64)  # (9, 3) shares only the high half
+    queries = Queries.of(high, low)
+    assert queries.first.tolist() == [0, 1, 0, 1, 4, 5]
+    assert list(zip(queries.high.tolist(), queries.low.tolist(), strict=True)) == [
+        (1, 5),
+        (4, 2),
+        (9, 1),
+        (9, 3),
+    ]
+    assert queries.distinct.tolist() == [2, 1, 2, 1, 3, 0]
 
 
 def test_a_digest_is_read_as_its_first_64_bits_and_a_short_one_is_refused() -> None:

@@ -177,6 +177,27 @@ def test_same_batch_copies_are_decided_in_stream_order(tmp_path: Path) -> None:
     assert [r["dead_letter_reason"] for r in result.dead_letters] == ["duplicate_conflict"]
 
 
+def test_every_copy_in_a_batch_is_weighed_against_its_ids_first_copy(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    run(eng, [tx(1, 0)], 0)
+    batch = [
+        tx(2, 1, seq=20),  # new: accepted
+        tx(1, 0, seq=21),  # the index's id, same bytes: re-sent
+        tx(2, 1, seq=22),  # the batch's own first copy, same bytes: re-sent
+        tx(2, 90, amount=5.0, seq=23),  # the batch's id, other content: a conflict
+        tx(1, 0, seq=24),  # re-sent again
+        tx(3, 2, seq=25),  # new
+    ]
+    result = run(eng, batch, 1)
+    assert [r["transaction_id"] for r in result.transactions] == ["tx-000002", "tx-000003"]
+    assert result.duplicates == 3
+    [conflict] = result.dead_letters
+    assert conflict["dead_letter_reason"] == "duplicate_conflict"
+    # Named against the first copy: its event time, one minute after T0.
+    assert (T0 + timedelta(minutes=1)).isoformat() in conflict["dead_letter_detail"]
+    assert eng.state_entries()["ids"] == 3
+
+
 def test_history_reaches_back_as_far_as_the_state_holds(tmp_path: Path) -> None:
     """A state started cold reaches back to its first event's hour; past the tiles' retention
     it keeps reaching back more than the longest window (the drift monitor's cold-start note)."""

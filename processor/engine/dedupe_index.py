@@ -8,8 +8,8 @@ long a job at a sustained rate fits its driver's memory.
 The ids are grouped by the day of their event time, which is how they expire: a day is dropped
 whole once the watermark has passed its end by the retention. Within a day they are sorted runs
 (by key hash); a batch's new ids become a run, and runs of similar size are merged, so a day
-holds O(log n) runs and an id is copied O(log n) times. A batch looks all its ids up at once,
-one binary search per run.
+holds O(log n) runs and an id is copied O(log n) times. A batch looks all its ids up at once:
+per run, the smaller side is searched in the larger (ADR 0046).
 
 Two ids share a key hash with odds of ~n/2^128 per id (n ids held); two payloads of one id
 share a digest's first 64 bits with odds of 2^-64 per re-sent id. Neither is worth the bytes
@@ -111,24 +111,63 @@ def _concat(runs: Sequence[Run]) -> Run:
     return Run(*(np.concatenate(columns) for columns in zip(*runs, strict=True)))
 
 
-def _find(run: Run, high: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """Each queried id's position in `run`, or -1."""
+def _find(
+    sorted_high: np.ndarray, sorted_low: np.ndarray, high: np.ndarray, low: np.ndarray
+) -> np.ndarray:
+    """Each queried id's position among the ids (sorted_high, sorted_low), sorted by high, or -1."""
     found = np.full(len(high), -1, dtype=np.int64)
-    if not len(run):
+    if not len(sorted_high):
         return found
-    at = np.minimum(np.searchsorted(run.high, high), len(run) - 1)
-    same_high = run.high[at] == high
-    hit = same_high & (run.low[at] == low)
+    at = np.minimum(np.searchsorted(sorted_high, high), len(sorted_high) - 1)
+    same_high = sorted_high[at] == high
+    hit = same_high & (sorted_low[at] == low)
     found[hit] = at[hit]
     # Another id with the same high half first (odds ~n/2^64): scan that stretch.
     for query in np.flatnonzero(same_high & ~hit):
         position = int(at[query]) + 1
-        while position < len(run) and run.high[position] == high[query]:
-            if run.low[position] == low[query]:
+        while position < len(sorted_high) and sorted_high[position] == high[query]:
+            if sorted_low[position] == low[query]:
                 found[query] = position
                 break
             position += 1
     return found
+
+
+class Queries(NamedTuple):
+    """A batch's ids as asked: the distinct ones sorted, and where each query's copy is."""
+
+    high: np.ndarray  # uint64, the distinct ids sorted by (high, low)
+    low: np.ndarray
+    distinct: np.ndarray  # each query's position in (high, low)
+    first: np.ndarray  # each query's first copy: the smallest query position with its id
+
+    @classmethod
+    def of(cls, high: np.ndarray, low: np.ndarray) -> Queries:
+        order = np.lexsort((low, high))  # stable: equal ids keep their query order
+        sorted_high, sorted_low = high[order], low[order]
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = (sorted_high[1:] != sorted_high[:-1]) | (sorted_low[1:] != sorted_low[:-1])
+        group = np.cumsum(starts) - 1
+        distinct = np.empty(len(order), dtype=np.int64)
+        distinct[order] = group
+        first = np.empty(len(order), dtype=np.int64)
+        first[order] = order[starts][group]
+        return cls(sorted_high[starts], sorted_low[starts], distinct, first)
+
+    def matches(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct ids, positions in `run`) of the ids both hold.
+
+        The smaller side is searched in the larger: a batch's 40,000 ids against a day's run of
+        4,000 cost 2.5 ms one way and 0.2 ms the other, and 37 such runs made the dedupe the
+        engine's step that grew most with the state (ADR 0046).
+        """
+        if len(run) < len(self.high):
+            in_queries = _find(self.high, self.low, run.high, run.low)
+            positions = np.flatnonzero(in_queries >= 0)
+            return in_queries[positions], positions
+        in_run = _find(run.high, run.low, self.high, self.low)
+        ids = np.flatnonzero(in_run >= 0)
+        return ids, in_run[ids]
 
 
 class SeenIndex:
@@ -160,17 +199,21 @@ class SeenIndex:
         self, high: np.ndarray, low: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each queried key hash: whether it is held, its digest prefix, its event ms."""
-        found = np.zeros(len(high), dtype=bool)
-        digest = np.zeros(len(high), dtype=np.uint64)
-        event_ms = np.zeros(len(high), dtype=np.int64)
+        return self.lookup_queries(Queries.of(high, low))
+
+    def lookup_queries(self, queries: Queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`lookup` of queries already grouped (`Queries.of`)."""
+        found = np.zeros(len(queries.high), dtype=bool)
+        digest = np.zeros(len(queries.high), dtype=np.uint64)
+        event_ms = np.zeros(len(queries.high), dtype=np.int64)
         for runs in self._days.values():
             for run in runs:
-                position = _find(run, high, low)
-                hit = position >= 0
-                found |= hit
-                digest[hit] = run.digest[position[hit]]
-                event_ms[hit] = run.event_ms[position[hit]]
-        return found, digest, event_ms
+                ids, positions = queries.matches(run)
+                found[ids] = True
+                digest[ids] = run.digest[positions]
+                event_ms[ids] = run.event_ms[positions]
+        back = queries.distinct
+        return found[back], digest[back], event_ms[back]
 
     def get(self, key: str) -> FirstCopy | None:
         high, low = key_hashes([key])
@@ -227,7 +270,7 @@ class SeenIndex:
         for day, runs in list(self._days.items()):
             kept = []
             for run in runs:
-                position = _find(run, high, low)
+                position = _find(run.high, run.low, high, low)
                 gone = np.zeros(len(run), dtype=bool)
                 gone[position[position >= 0]] = True
                 if not gone.all():

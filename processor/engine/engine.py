@@ -53,6 +53,7 @@ from ml_model.features.events import FeatureEvent
 from processor.engine.dedupe_index import (
     UNKNOWN_DIGEST,
     FirstCopy,
+    Queries,
     Run,
     digest_prefixes,
     key_hashes,
@@ -274,33 +275,31 @@ class FeatureEngine:
         """The candidates (in stream order) whose id is new; the index learns them. A re-sent
         copy is counted, one with another payload becomes a dead letter."""
         # The index is asked about the whole batch at once; copies inside the batch are
-        # decided in stream order against the ids the batch has accepted so far.
+        # decided in stream order: the first copy of a new id is accepted, and every other copy
+        # is compared with the first copy (the index's, or the batch's own). Only the copies
+        # take a Python step; the new ids, nearly all of a batch, are decided in arrays.
         high, low = key_hashes([row["dedupe_key"] for row, _ in candidates])
         digests = digest_prefixes([row["payload_digest"] for row, _ in candidates])
-        known, first_digests, first_times = (
-            column.tolist() for column in state.seen.lookup(high, low)
+        times = np.fromiter(
+            (event.time_ms for _, event in candidates), dtype=np.int64, count=len(candidates)
         )
-        accepted: dict[str, FirstCopy] = {}
-        kept: list[int] = []  # positions in `candidates` of the ids accepted
-        for position, (digest, (row, event)) in enumerate(
-            zip(digests.tolist(), candidates, strict=True)
-        ):
-            first = (
-                FirstCopy(first_digests[position], first_times[position])
-                if known[position]
-                else accepted.get(row["dedupe_key"])
-            )
-            if first is None:
-                accepted[row["dedupe_key"]] = FirstCopy(digest, event.time_ms)
-                kept.append(position)
-            elif first.digest == digest or first.digest == UNKNOWN_DIGEST:
-                result.duplicates += 1
-            else:
-                result.dead_letters.append(_conflict(row, first))
-        times = np.array([candidates[position][1].time_ms for position in kept], dtype=np.int64)
-        self._log.ids = Run(high[kept], low[kept], digests[kept], times)
+        queries = Queries.of(high, low)
+        known, known_digests, known_times = state.seen.lookup_queries(queries)
+        new = ~known & (queries.first == np.arange(len(candidates)))
+        first_digests = np.where(known, known_digests, digests[queries.first])
+        first_times = np.where(known, known_times, times[queries.first])
+        copies = np.flatnonzero(~new)
+        resent = (first_digests[copies] == digests[copies]) | (
+            first_digests[copies] == UNKNOWN_DIGEST
+        )
+        result.duplicates += int(resent.sum())
+        for position in copies[~resent].tolist():
+            first = FirstCopy(int(first_digests[position]), int(first_times[position]))
+            result.dead_letters.append(_conflict(candidates[position][0], first))
+        kept = np.flatnonzero(new)
+        self._log.ids = Run(high[kept], low[kept], digests[kept], times[kept])
         state.seen.add(self._log.ids)
-        return [candidates[position] for position in kept]
+        return [candidates[position] for position in kept.tolist()]
 
     def _features(
         self, state: EngineState, valid: list[tuple[Row, FeatureEvent]], release: int | None
