@@ -23,11 +23,11 @@ import config.lake
 from config.exceptions import StateFormatError
 from ml_model.features import compute_features, from_arrow, from_row
 from ml_model.features.definitions import CARD, TERMINAL
-from ml_model.features.running_window import WINDOWS
 from processor.checkpoint_files import CheckpointFiles
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine import state as state_module
 from processor.engine.dedupe_index import SeenIndex
+from processor.engine.packing import DERIVED
 from processor.engine.state import (
     SNAPSHOT_EVERY,
     BatchLog,
@@ -356,9 +356,10 @@ def test_replay_after_a_crash_reads_what_the_previous_batch_left(tmp_path: Path)
 
 
 def _saved(entities: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Entity states without their running windows: derived, rebuilt on use, never saved."""
+    """Entity states without what they derive (running windows, tile totals): rebuilt on
+    use, never saved."""
     return {
-        key: {k: v for k, v in state.items() if k != WINDOWS} for key, state in entities.items()
+        key: {k: v for k, v in state.items() if k not in DERIVED} for key, state in entities.items()
     }
 
 

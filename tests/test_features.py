@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import random
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from ml_model.features import (
     update_card,
     update_terminal,
 )
-from ml_model.features.card import CardTx
+from ml_model.features.card import TILE_TOTALS, CardTx
 from ml_model.features.card import with_tiles as card_with_tiles
 from ml_model.features.definitions import (
     CARD_RETENTION,
@@ -307,6 +308,33 @@ def test_a_transaction_later_than_the_slack_reads_its_hour_from_the_transactions
     assert [entry.tx_id for entry in state["tx"]] == ["tx0002"]  # tx0001 pruned, tile kept
     _, [(_, features)] = update_card(state, [tx(3, T0 + 3 * MINUTE)])
     assert features["card_tx_count_24h"] == features["card_tx_count_7d"] == 1.0
+
+
+def test_a_cards_tile_totals_follow_its_tiles_through_late_events_and_pruning() -> None:
+    """The 7- and 30-day windows read running totals of the hour tiles (ADR 0047), kept as the
+    tiles change: in order (the newest tile), late (an earlier hour: rebuilt), pruned. At every
+    batch they equal the tiles' totals, and a state without them gives the same features."""
+    rng = random.Random(47)
+    times = sorted(T0 + rng.randrange(40 * DAY) for _ in range(500))
+    times += [T0 + 75 * DAY + rng.randrange(5 * DAY) for _ in range(60)]  # after a pruning gap
+    events = [tx(i, at, amount=round(rng.uniform(1, 500), 2)) for i, at in enumerate(times)]
+    late = rng.sample(range(20, len(events)), 60)  # delivered up to a few days behind
+    order = sorted(range(len(events)), key=lambda i: times[i] + (3 * DAY if i in late else 0))
+    state = empty_card_state()
+    rebuilt_any = False
+    for start in range(0, len(order), 7):
+        batch = [events[i] for i in order[start : start + 7]]
+        without = copy.deepcopy(state)
+        rebuilt_any |= without.pop(TILE_TOTALS, None) is not None
+        state, features = update_card(state, batch)
+        _, features_without = update_card(without, batch)
+        assert features == features_without
+        if TILE_TOTALS in state:
+            counts, sums = state[TILE_TOTALS]
+            assert len(counts) == len(sums) == len(state["hours"]) + 1  # offset once pruned
+            assert [b - a for a, b in itertools.pairwise(counts)] == state["counts"]
+            assert [b - a for a, b in itertools.pairwise(sums)] == state["sums"]
+    assert rebuilt_any and state["hours"][0] > (T0 + 40 * DAY) // HOUR  # pruned past the gap
 
 
 def test_a_terminal_saved_before_the_hour_tiles_loads_as_if_built_with_them() -> None:

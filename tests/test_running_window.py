@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ml_model.features import FeatureEvent, empty_card_state, empty_terminal_state, running_window
-from ml_model.features.card import update_card
+from ml_model.features.card import TILE_TOTALS, update_card
 from ml_model.features.definitions import (
     CARD_RETENTION,
     CARD_WINDOWS,
@@ -216,6 +216,8 @@ def test_running_windows_are_not_saved_and_are_rebuilt_the_same(
         assert all(window.count > 0 for window in state[WINDOWS].values())
         saved = pack(state)
         assert WINDOWS not in saved
+        # A card's running tile totals are derived too (ADR 0047).
+        assert (TILE_TOTALS in state, TILE_TOTALS in saved) == (fresh is empty_card_state, False)
         _, kept = update(copy.deepcopy(state), tail)
         _, reloaded = update(unpack(copy.deepcopy(saved)), tail)
         assert reloaded == kept

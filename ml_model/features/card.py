@@ -14,16 +14,20 @@ State is a dict of named entries (picklable, compact), one per card:
     max:    newest event time seen (drives pruning)
     windows: {width: RunningWindow} of a busy card's 10-minute, 1-hour and 24-hour windows
             (derived, not saved; running_window.py)
+    tile_totals: ([int, ...], [int, ...]) running totals of counts and sums, one more entry
+            than the tiles (derived, not saved; `_tile_totals`)
 
 Windows longer than a day are read from the tiles: the whole hours after the hour that holds
 t - W, plus the current hour's transactions before the event (ADR 0017). Tile sums are
-integers, so they do not depend on the order the amounts were added in.
+integers, so they do not depend on the order the amounts were added in, and a window's sum is
+the difference of two running totals (ADR 0047): the same integer as summing its tiles.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -97,6 +101,22 @@ _DAY_FIELDS = WindowFields(distinct=(_merchant, _country), amount=_amount)
 
 def empty_card_state() -> CardState:
     return {"tx": [], "hours": [], "counts": [], "sums": [], "dev": {}, "fail": [], "max": None}
+
+
+# The state's key of a card's running tile totals: derived, never saved (processor/engine/packing).
+TILE_TOTALS = "tile_totals"
+
+
+def _tile_totals(state: CardState) -> tuple[list[int], list[int]]:
+    """Running totals of the card's tile counts and sums: entry i is the total of the tiles
+    before tile i, so tiles [a, b) total `totals[b] - totals[a]`. Built when missing."""
+    totals = state.get(TILE_TOTALS)
+    if totals is None:
+        totals = state[TILE_TOTALS] = (
+            list(accumulate(state["counts"], initial=0)),
+            list(accumulate(state["sums"], initial=0)),
+        )
+    return totals
 
 
 def _micro(amount: float) -> int:
@@ -200,13 +220,17 @@ def card_features(state: CardState, event: FeatureEvent) -> Features:
         in_this_hour = bisect_left(txs, this_hour * HOUR, lo=day_start, hi=pos, key=_time)
         hour_count = pos - in_this_hour
         hour_micro = sum(map(_micro, map(_amount, txs[in_this_hour:pos])))
+    # The whole hours' tiles, [first, tiles_end), from the running totals: O(1) a window, where
+    # summing the tiles cost a card's 30 days of them.
+    count_totals, micro_totals = _tile_totals(state)
+    counted, summed = count_totals[tiles_end], micro_totals[tiles_end]
     for count_name, amount_name, width in _TILED_WINDOWS:
         first = bisect_left(hours, (t - width) // HOUR + 1, hi=tiles_end)
-        features[count_name] = float(sum(counts[first:tiles_end]) + hour_count)
-        features[amount_name] = round((sum(sums[first:tiles_end]) + hour_micro) / _MICRO, 6)
+        features[count_name] = float(counted - count_totals[first] + hour_count)
+        features[amount_name] = round((summed - micro_totals[first] + hour_micro) / _MICRO, 6)
     first = bisect_left(hours, (t - CARD_MEAN_WINDOW) // HOUR + 1, hi=tiles_end)
-    mean_count = sum(counts[first:tiles_end]) + hour_count
-    mean_micro = sum(sums[first:tiles_end]) + hour_micro
+    mean_count = counted - count_totals[first] + hour_count
+    mean_micro = summed - micro_totals[first] + hour_micro
     amount = float(event.amount or 0.0)
     features["card_amount_to_mean_30d"] = (
         amount / (mean_micro / _MICRO / mean_count) if mean_count and mean_micro > 0 else _NAN
@@ -271,6 +295,19 @@ def _add_to_tile(state: CardState, hour: int, micro: int) -> None:
         hours.insert(i, hour)
         state["counts"].insert(i, 1)
         state["sums"].insert(i, micro)
+    totals = state.get(TILE_TOTALS)
+    if totals is None:
+        return
+    if i < len(hours) - 1:  # an earlier hour (a late event): every later total moves
+        del state[TILE_TOTALS]
+        return
+    # The newest tile, the usual case: only the total after it changes.
+    count_totals, micro_totals = totals
+    if len(count_totals) == len(hours):  # the tile is new
+        count_totals.append(count_totals[-1])
+        micro_totals.append(micro_totals[-1])
+    count_totals[-1] += 1
+    micro_totals[-1] += micro
 
 
 def _prune(state: CardState) -> None:
@@ -286,7 +323,9 @@ def _prune(state: CardState) -> None:
     hours, oldest_hour = state["hours"], (newest - TILE_RETENTION) // HOUR
     if hours and hours[0] < oldest_hour:
         cut = bisect_left(hours, oldest_hour)
-        for tiles in (hours, state["counts"], state["sums"]):
+        # Running totals keep their differences when their first entries go.
+        totals = state.get(TILE_TOTALS, ())
+        for tiles in (hours, state["counts"], state["sums"], *totals):
             del tiles[:cut]
     fails, oldest_fail = state["fail"], newest - FAILED_LOGIN_WINDOW - LATE_EVENT_SLACK
     if fails and fails[0].time_ms < oldest_fail:
@@ -299,6 +338,7 @@ def with_tiles(state: CardState) -> CardState:
     if "hours" in state:
         return state
     upgraded = {**empty_card_state(), **state}
+    upgraded.pop(TILE_TOTALS, None)  # derived from tiles it did not have
     for entry in upgraded["tx"]:
         _add_to_tile(upgraded, entry.time_ms // HOUR, _micro(entry.amount))
     if upgraded["max"] is not None:

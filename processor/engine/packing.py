@@ -14,7 +14,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
-from ml_model.features.card import CardTx, FailedLogin, FirstUse
+from ml_model.features.card import TILE_TOTALS, CardTx, FailedLogin, FirstUse
 from ml_model.features.events import FeatureEvent
 from ml_model.features.running_window import WINDOWS
 from ml_model.features.terminal import Chargeback, Disputed, TerminalTx
@@ -42,10 +42,13 @@ def unpack_event(packed: tuple[Any, ...]) -> FeatureEvent:
     return FeatureEvent(*packed)
 
 
+# What an entity's state derives and rebuilds on first use, so never saves: its running windows
+# (ml_model/features/running_window.py), a card's running tile totals (ml_model/features/card.py).
+DERIVED = frozenset({WINDOWS, TILE_TOTALS})
+
+
 def _saved(state: dict[str, Any]) -> dict[str, Any]:
-    # An entity's running windows (ml_model/features/running_window.py) are derived from its
-    # recent list and rebuilt on first use: they are not saved.
-    return {key: value for key, value in state.items() if key != WINDOWS}
+    return {key: value for key, value in state.items() if key not in DERIVED}
 
 
 def pack_card(state: dict[str, Any]) -> Packed:
