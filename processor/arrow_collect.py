@@ -91,6 +91,18 @@ def collect_converted(
     return table, [parts[i] for i in order]
 
 
+def spooled_converted(
+    frame: DataFrame, batches: list[pa.RecordBatch], convert: Callable[[pa.RecordBatch], T]
+) -> tuple[pa.Table, list[T]]:
+    """What `collect_converted(frame, convert)` gives, from `frame`'s record batches as the
+    source spooled them on the driver (processor/kinesis_source/spool.py) instead of Spark:
+    each is cast to the schema `toArrow()` would give, so the table and rows are the same."""
+    schema = _arrow_schema(frame)
+    cast = [batch if batch.schema == schema else batch.cast(schema) for batch in batches]
+    table = pa.Table.from_batches(cast, schema) if cast else schema.empty_table()
+    return table, [convert(batch) for batch in cast]
+
+
 def _read_stream(socket_info: tuple[int, str], arrived: queue.Queue[Any]) -> None:
     try:
         with _load_from_socket(socket_info, ArrowCollectSerializer()) as stream:

@@ -41,6 +41,7 @@ from processor.drift import DriftMonitor
 from processor.engine import EngineSettings, FeatureEngine, StateStore, delay_ms
 from processor.engine.bootstrap import bootstrap_state, history_events
 from processor.kinesis_source import register
+from processor.kinesis_source.spool import BatchSpool
 from processor.metrics import ProgressMetrics
 from processor.python_workers import start_python_workers
 from processor.resume import checkpoint_has_progress, lake_positions
@@ -79,16 +80,24 @@ def source_options(settings: Settings) -> dict[str, str]:
 
 
 def ingest(
-    spark: SparkSession, settings: Settings, extra: dict[str, str] | None = None
+    spark: SparkSession,
+    settings: Settings,
+    extra: dict[str, str] | None = None,
+    spool: BatchSpool | None = None,
 ) -> DataFrame:
-    """The stream's parsed events and dead letters (processor/parse.py's PARSED_SCHEMA)."""
+    """The stream's parsed events and dead letters (processor/parse.py's PARSED_SCHEMA).
+
+    With a `spool` (one per query), the source also writes each batch's parsed records there,
+    for the sink to take on the driver without Spark (ADR 0048): give the writer the same."""
     load_key(settings.processor.tokenization_key_env)  # a missing key fails before the query
-    # Spark's Python workers start on the second core while the source is looked up and
-    # planned, which runs one Python process at a time.
-    start_python_workers(spark)
+    if spool is None:
+        # Spark's Python workers start on the second core while the source is looked up and
+        # planned, which runs one Python process at a time.
+        start_python_workers(spark)
     register(spark)
     reader = spark.readStream.format("kinesis")
-    for key, value in {**source_options(settings), **(extra or {})}.items():
+    spooled = {} if spool is None else {"driverSpool": str(spool.directory)}
+    for key, value in {**source_options(settings), **spooled, **(extra or {})}.items():
         reader = reader.option(key, value)
     return reader.load()
 
@@ -249,16 +258,20 @@ def main(argv: list[str] | None = None) -> int:
             extra.update(resume_options(spark, settings))
         if args.bootstrap_from:
             bootstrap_checkpoint(spark, settings, args.bootstrap_from)
-        records = ingest(spark, settings, extra)
+        writer.spool = BatchSpool.create()
+        records = ingest(spark, settings, extra, writer.spool)
         query = write(records, settings, writer, args.available_now)
     except FraudPipelineError:
         spark.stop()
+        if writer.spool is not None:
+            writer.spool.close()
         raise
     run_until_stopped(query, stop)
     writer.wait_for_compaction()
     error = query.exception()
     spark.streams.removeListener(listener)
     spark.stop()
+    writer.spool.close()
     if error is not None:
         logger.error("query failed: %s", error)
         return 1

@@ -40,11 +40,20 @@ def batch_summary(progress: dict[str, Any], counts: BatchCounts) -> dict[str, An
         if isinstance(latest, str) and latest.startswith("{"):
             lag.update(json.loads(latest).get("millisBehindLatest", {}))
     same_batch = counts.batch_id == progress.get("batchId")
+    rows = progress.get("numInputRows", 0)
+    input_rate = progress.get("inputRowsPerSecond") or 0.0
+    processed_rate = progress.get("processedRowsPerSecond") or 0.0
+    if same_batch and counts.spooled:
+        # Spark read nothing (the sink took the source's spool, ADR 0048): the sink's count, and
+        # both rates over the batch's duration.
+        rows = counts.rows_in
+        duration_s = (progress.get("batchDuration") or 0) / 1000
+        input_rate = processed_rate = rows / duration_s if duration_s else 0.0
     return {
         "batch_id": progress.get("batchId"),
-        "input_rows": progress.get("numInputRows", 0),
-        "input_rows_per_s": round(progress.get("inputRowsPerSecond") or 0.0, 1),
-        "processed_rows_per_s": round(progress.get("processedRowsPerSecond") or 0.0, 1),
+        "input_rows": rows,
+        "input_rows_per_s": round(input_rate, 1),
+        "processed_rows_per_s": round(processed_rate, 1),
         "batch_duration_ms": progress.get("batchDuration", 0),
         "written": counts.counts if same_batch else {},
         "dead_letters": counts.counts.get("dead_letters", 0) if same_batch else 0,

@@ -32,7 +32,7 @@ from deltalake.exceptions import DeltaError
 from config.lake import commit_options_for, delta_uri
 from ml_model.features import FEATURE_NAMES, FeatureEvent, from_arrow
 from ml_model.scorer import OK
-from processor.arrow_collect import collect_converted
+from processor.arrow_collect import collect_converted, spooled_converted
 from processor.arrow_rows import CollectedBatch, rows_of
 from processor.batch_progress import record_batch
 from processor.compaction_lease import compaction_lease
@@ -41,6 +41,7 @@ from processor.engine.engine import values_matrix
 from processor.engine.ordering import backlogged_shards, batch_source_offset
 from processor.hadoop_files import read_text
 from processor.heap import HeapKeeper
+from processor.kinesis_source.spool import BatchSpool
 from processor.lake_commit import commit_batch, compact_table, compaction_due
 from processor.lake_tables import (
     CHALLENGER_COLUMNS,
@@ -128,6 +129,10 @@ class BatchCounts:
     """What the last batch wrote and decided; the metrics listener reads it."""
 
     batch_id: int = -1
+    rows_in: int = 0  # the batch's records, as the sink got them
+    # Whether they came from the driver's spool (ADR 0048): Spark then read nothing, and its
+    # progress counts no input rows.
+    spooled: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
     late: int = 0  # events behind the watermark (scored and written all the same)
@@ -284,6 +289,9 @@ class LakeWriter:
     # it to crash a batch at an exact step and replay it.
     after_step: Callable[[str, int], None] | None = None
     heap: HeapKeeper = field(default_factory=HeapKeeper)
+    # The driver spool the query's source writes each batch's parsed records to (ADR 0048); a
+    # batch found there is not collected from Spark.
+    spool: BatchSpool | None = None
     _compactor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="delta-compact"),
         init=False,
@@ -310,13 +318,17 @@ class LakeWriter:
         spark = batch.sparkSession
         if self.query_id is None:
             self.query_id = checkpoint_query_id(spark, self.checkpoint_location)
-        # Each record batch becomes rows and feature events as it arrives (ADR 0043).
-        table, parts = collect_converted(batch, _rows_and_events)
+        offset = batch_source_offset(self.engine.store.files, batch_id)
+        spooled = None if self.spool is None or offset is None else self.spool.take(offset)
+        if spooled is not None:  # the source's parsed records, without Spark (ADR 0048)
+            table, parts = spooled_converted(batch, spooled, _rows_and_events)
+        else:  # each record batch becomes rows and feature events as it arrives (ADR 0043)
+            table, parts = collect_converted(batch, _rows_and_events)
         rows = [row for part_rows, _ in parts for row in part_rows]
         events = [event for _, part_events in parts for event in part_events]
         collected = CollectedBatch(table, rows)
         clock.lap("collect")
-        backlogged = backlogged_shards(batch_source_offset(self.engine.store.files, batch_id))
+        backlogged = backlogged_shards(offset)
         result = self.engine.process(rows, batch_id, backlogged, events)
         self.engine.start_commit()  # the state's changelog is written while the sinks run
         clock.lap("engine")
@@ -356,6 +368,8 @@ class LakeWriter:
         self._start_compaction(versions)
         counts = {table: arrow.num_rows for table, arrow in tables.items()}
         self.stats.batch_id = batch_id
+        self.stats.rows_in = len(rows)
+        self.stats.spooled = spooled is not None
         self.stats.counts = counts
         self.stats.late = result.late
         self.stats.duplicates = result.duplicates

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,7 @@ from ml_model.scorer import LocalScorer
 from ml_model.train import main as train_main
 from processor.alerts import AlertWriter
 from processor.job import ingest, lake_writer, write
+from processor.kinesis_source.spool import BatchSpool
 from processor.metrics import batch_summary
 from processor.scoring import frame_scorer
 from processor.sinks import table_path
@@ -219,6 +221,12 @@ def state_report(writer: Any) -> dict[str, Any]:
     return report
 
 
+def _since(began_at: float, timestamp: str) -> int:
+    """Milliseconds from `began_at` (epoch seconds) to a progress `timestamp` (ISO, UTC)."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    return round((moment - began_at) * 1000)
+
+
 def throughput(
     spark: Any, settings: Settings, events: int, customers: int = 2_000
 ) -> dict[str, Any]:
@@ -231,25 +239,28 @@ def throughput(
     sender.flush()
     alerts = AlertWriter(settings)
     writer = lake_writer(settings, frame_scorer(settings), alerts)
+    writer.spool = BatchSpool.create()
     timings: list[dict[str, int]] = []
+    rows_in: dict[int, int] = {}  # batch id -> records (Spark counts none of a spooled batch)
     cpu_readings: list[CpuReading] = []
 
     def timed(batch: Any, batch_id: int) -> None:
         writer(batch, batch_id)
         timings.append(dict(writer.stats.timings_ms))
+        rows_in[batch_id] = writer.stats.rows_in
         cpu_readings.append(cpu_seconds())  # a few ms: /proc of ~100 processes
 
     cpu_before = cpu_seconds()
-    began = time.perf_counter()
-    query = write(ingest(spark, settings), settings, timed, True)
+    began, began_at = time.perf_counter(), time.time()
+    query = write(ingest(spark, settings, spool=writer.spool), settings, timed, True)
     query.awaitTermination()
     elapsed = time.perf_counter() - began
+    writer.spool.close()
     cpu = cpu_used(cpu_before, [*cpu_readings, cpu_seconds()], elapsed)
     assert query.exception() is None, query.exception()
     delivered = sum(writer.stats.totals.values())
-    batches = [
-        (p["numInputRows"], p["batchDuration"]) for p in query.recentProgress if p["numInputRows"]
-    ]
+    data = [p for p in query.recentProgress if rows_in.get(p["batchId"])]
+    batches = [(rows_in[p["batchId"]], p["batchDuration"]) for p in data]
     # Steady batches: every data batch but the first (which starts the Python workers).
     steady = sorted(duration for _, duration in batches[1:])
     steady_rows = sum(rows for rows, _ in batches[1:])
@@ -263,6 +274,10 @@ def throughput(
         "tables": writer.stats.totals,
         "data_batches": len(batches),
         "first_batch_ms": batches[0][1] if batches else None,
+        # From the query's start to its first batch's trigger: the source's start and probes.
+        "before_first_batch_ms": _since(began_at, data[0]["timestamp"]) if data else None,
+        # Between the batches: the run's seconds that no batch's duration covers.
+        "between_batches_ms": round(elapsed * 1000 - sum(p["batchDuration"] for p in data)),
         "steady_batch_median_ms": steady[len(steady) // 2] if steady else None,
         "steady_events_per_s": round(steady_rows * 1000 / steady_ms) if steady_ms else None,
         "steady_us_per_event": round(steady_ms * 1000 / steady_rows) if steady_rows else None,
@@ -278,7 +293,7 @@ def throughput(
         "sink_ms_per_batch": timings,
         # Spark's own split of each data batch (latestOffset, queryPlanning, addBatch = the sink,
         # walCommit, commitOffsets, ...): what a batch pays besides the sink.
-        "spark_ms_per_batch": [p["durationMs"] for p in query.recentProgress if p["numInputRows"]],
+        "spark_ms_per_batch": [p["durationMs"] for p in data],
     }
 
 
@@ -289,6 +304,8 @@ def latency(
     run = settings.with_overrides(processor={"trigger_interval": trigger})
     alerts = AlertWriter(run)
     writer = lake_writer(run, frame_scorer(run), alerts)
+    writer.spool = BatchSpool.create()  # as the job does (ADR 0048)
+    rows_in: dict[int, int] = {}  # batch id -> records (Spark counts none of a spooled batch)
     committed: list[int] = []
     alerted: list[int] = []
     phases: dict[int, dict[str, int]] = {}  # batch id -> the sink's split (ms)
@@ -301,6 +318,7 @@ def latency(
         alerted.extend(writer.stats.arrival_to_alerts_ms)
         committed.extend(writer.stats.arrival_to_commit_ms)
         phases[batch_id] = dict(writer.stats.timings_ms)
+        rows_in[batch_id] = writer.stats.rows_in
         ended = time.monotonic()
         walls[batch_id] = BatchWall(
             round((started - sink_ended[0]) * 1000),
@@ -309,7 +327,7 @@ def latency(
         )
         sink_ended[0] = ended
 
-    query = write(ingest(spark, run), run, timed, False)
+    query = write(ingest(spark, run, spool=writer.spool), run, timed, False)
     stop_sending = threading.Event()
     spawn = multiprocessing.get_context("spawn")  # no fork of a process that holds a JVM
     sent = spawn.Value("q", 0)
@@ -336,7 +354,8 @@ def latency(
         raise RuntimeError(f"the producer process ended with {producer.exitcode}")
     time.sleep(20)  # let the last batches finish
     query.stop()
-    data_batches = [p for p in query.recentProgress if p["numInputRows"]]
+    writer.spool.close()
+    data_batches = [p for p in query.recentProgress if rows_in.get(p["batchId"])]
     latencies = list(alerts.stats.latencies_ms)  # the most recent 20,000: a run has fewer
     warm = latencies[len(latencies) // 10 :]
     commits = committed[len(committed) // 10 :]  # the first tenth is warm-up
@@ -364,7 +383,7 @@ def latency(
         "millis_behind_latest": lag_trend(lag),
         # Where a data batch's time went (medians, ms): its size, Spark's split, the sink's.
         "median_batch": {
-            "rows": _median([p["numInputRows"] for p in data_batches]),
+            "rows": _median([rows_in[p["batchId"]] for p in data_batches]),
             **{
                 f"spark_{key}": _median([p["durationMs"].get(key, 0) for p in data_batches])
                 for key in ("triggerExecution", "latestOffset", "addBatch")
@@ -378,7 +397,7 @@ def latency(
         "slowest_batches": [
             {
                 "batch": p["batchId"],
-                "rows": p["numInputRows"],
+                "rows": rows_in[p["batchId"]],
                 **{f"spark_{key}": value for key, value in sorted(p["durationMs"].items())},
                 **{f"sink_{key}": value for key, value in phases.get(p["batchId"], {}).items()},
             }

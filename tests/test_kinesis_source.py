@@ -26,6 +26,7 @@ from processor.kinesis_source.client import make_client as make_source_client
 from processor.kinesis_source.deaggregation import user_records
 from processor.kinesis_source.reader import KinesisStreamReader, ShardRange, group_ranges
 from processor.kinesis_source.shards import ShardInfo, readable_shards
+from processor.kinesis_source.spool import BatchSpool
 from scripts.local_aws import free_port
 from scripts.setup_aws import ensure_stream
 
@@ -77,6 +78,7 @@ def options(settings: Settings, **extra: str) -> dict[str, str]:
             "'recordParser': cannot load",
         ),
         ({"streamName": "s", "recordParser": "processor.parse:contract_parser"}, "ParserArgument'"),
+        ({"streamName": "s", "driverSpool": "/tmp/spool"}, "option 'driverSpool' needs a 'record"),
     ],
 )
 def test_bad_options_are_one_clear_error(given: dict[str, str], message: str) -> None:
@@ -478,6 +480,68 @@ def test_without_prefetch_or_when_the_background_parse_fails_the_task_parses(
     assert [[(r["data"], r["sequenceNumber"]) for r in b] for b in failing] == expected
     assert [_threads(b) for b in failing] == [{"MainThread"}] * 3 + [set()]
     assert "parse of shard" in caplog.text and "out of memory" in caplog.text
+
+
+def _spooled_rows(spool: BatchSpool, end: dict[str, Any]) -> list[dict[str, Any]] | None:
+    taken = spool.take(end)
+    return None if taken is None else pa.Table.from_batches(taken).to_pylist()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("prefetch", ["true", "false"])
+def test_each_batch_is_spooled_with_the_records_its_tasks_read(
+    settings: Settings, tmp_path: Path, prefetch: str
+) -> None:
+    """With `driverSpool`, the driver writes each batch's parsed records before it returns the
+    batch's end, named by it: the records the batch's tasks read. Spark's commit of a batch
+    deletes its file and those before it."""
+    two_shards_of(settings, 300)
+    spool = BatchSpool(tmp_path / "spool")
+    named = {
+        "recordParser": f"{__name__}:thread_naming_parser",
+        "recordParserArgument": "the argument",
+    }
+    reader = KinesisStreamReader(
+        parse_options(
+            options(
+                settings,
+                maxRecordsPerShard="70",
+                driverSpool=str(spool.directory),
+                prefetch=prefetch,
+                **named,
+            )
+        )
+    )
+    start, ends = reader.initialOffset(), []
+    for _ in range(3):
+        end, rows = drain(reader, start, ReadAllAvailable())
+        spooled = _spooled_rows(spool, end)
+        assert spooled is not None and len(spooled) == len(rows) > 0
+        assert sorted((r["data"], r["sequenceNumber"]) for r in spooled) == sorted(
+            (r["data"], r["sequenceNumber"]) for r in rows
+        )
+        ends.append(end)
+        start = end
+    _, rest = drain(reader, start, ReadAllAvailable())
+    assert rest == [] and len(list(spool.directory.iterdir())) == 3  # nothing read, no file
+    reader.commit(ends[1])
+    assert _spooled_rows(spool, ends[0]) is None and _spooled_rows(spool, ends[1]) is None
+    assert _spooled_rows(spool, ends[2]) is not None
+
+
+@pytest.mark.integration
+def test_a_batch_whose_background_parse_failed_is_not_spooled(
+    settings: Settings, tmp_path: Path
+) -> None:
+    two_shards_of(settings, 100)
+    spool = BatchSpool(tmp_path / "spool")
+    named = {"recordParser": f"{__name__}:failing_in_background_parser"}
+    reader = KinesisStreamReader(
+        parse_options(options(settings, driverSpool=str(spool.directory), **named))
+    )
+    end, rows = drain(reader, reader.initialOffset(), ReadAllAvailable())
+    assert len(rows) == 100  # the tasks parse it
+    assert _spooled_rows(spool, end) is None
 
 
 @pytest.mark.integration

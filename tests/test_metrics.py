@@ -52,6 +52,19 @@ def test_summary_reads_progress_and_what_the_sinks_wrote() -> None:
     )
 
 
+def test_a_spooled_batch_counts_the_rows_the_sink_took() -> None:
+    """Spark reads nothing of a batch the sink takes from the driver's spool (ADR 0048): its
+    progress counts no input rows, so the summary counts the sink's, over the batch's time."""
+    spooled = {**PROGRESS, "numInputRows": 0, "inputRowsPerSecond": 0.0,
+               "processedRowsPerSecond": 0.0}  # fmt: skip
+    summary = batch_summary(spooled, BatchCounts(batch_id=7, rows_in=2180, spooled=True))
+    assert summary["input_rows"] == 2180
+    assert summary["processed_rows_per_s"] == summary["input_rows_per_s"] == 2000.0
+    # A batch Spark read keeps Spark's figures.
+    collected = batch_summary(PROGRESS, BatchCounts(batch_id=7, rows_in=1200, spooled=False))
+    assert collected["input_rows"] == 1200 and collected["input_rows_per_s"] == 950.5
+
+
 def test_prometheus_endpoint_serves_the_same_figures() -> None:
     port = free_port()
     counts = BatchCounts(

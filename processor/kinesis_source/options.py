@@ -53,6 +53,9 @@ class SourceOptions:
     # `module:function` building the parser of every record, and its argument (ADR 0023).
     record_parser: str | None = None
     record_parser_argument: str | None = None
+    # A directory on the driver: each batch's parsed records are also written there for a
+    # driver-side sink to take instead of collecting the batch (processor/kinesis_source/spool.py).
+    driver_spool: str | None = None
 
 
 def _get(options: Mapping[str, str], name: str) -> str | None:
@@ -144,6 +147,11 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
     parser, parser_argument = _get(options, "recordParser"), _get(options, "recordParserArgument")
     if parser:
         load_parser(parser, parser_argument)  # a parser that cannot be built fails here
+    spool = _get(options, "driverSpool")
+    if spool and (not parser or mode != "handoff"):
+        raise SourceOptionError(
+            "option 'driverSpool' needs a 'recordParser' and readMode 'handoff'"
+        )
     return SourceOptions(
         stream_name=stream,
         region=_get(options, "region") or os.environ.get("AWS_REGION", "us-east-1"),
@@ -170,4 +178,5 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         starting_sequence_numbers=_sequence_numbers(_get(options, "startingSequenceNumbers")),
         record_parser=parser or None,
         record_parser_argument=parser_argument,
+        driver_spool=spool or None,
     )

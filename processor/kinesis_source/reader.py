@@ -51,6 +51,7 @@ from processor.kinesis_source.deaggregation import user_records
 from processor.kinesis_source.options import MAX_GET_RECORDS_LIMIT, SourceOptions
 from processor.kinesis_source.record_parser import RecordParser, load_parser
 from processor.kinesis_source.shards import list_shards, readable_shards
+from processor.kinesis_source.spool import BatchSpool
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._probe_pool: ThreadPoolExecutor | None = None  # the probes' threads (driver)
         self._parser: RecordParser | None = None  # built from the options on first use
         self._decided_a_batch = False  # whether latestOffset has run in this process
+        self._spooled: list[dict[str, Any]] = []  # end offsets of the batches in the spool
 
     # ------------------------------------------------------------------ driver
     def _kinesis(self) -> Any:
@@ -242,6 +244,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             args = ProbeArgs(shard_id, state["after"], position, budget, shard_id in closed_shards)
             planned.append((args, full_budget))
         probes = self._probe_all([args for args, _ in planned], prefetched)
+        spooled: list[tuple[str, HandOff]] = []  # each range's hand-off, for the driver's spool
         for (args, full_budget), probe in zip(planned, probes, strict=True):
             shard_id, state = args.shard_id, shards_state[args.shard_id]
             records, closed, caught_up, reader, parsed = probe
@@ -254,6 +257,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     if parsed is None:
                         handed = (records, self._parse_in_background(shard_id, records))
                     self._handoff[(shard_id, state["after"], end)] = handed
+                    spooled.append((shard_id, handed))
                 state["after"] = end
             state["closed"] = closed
             state["caughtUp"] = caught_up
@@ -266,9 +270,36 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # Reads ahead no probe took (another start or budget, a shard not visited) still count.
         fetched += sum(probe.reader.fetched for _, probe in prefetched.values())
         log_fetched(self.options, "driver", fetched)
+        offset = {"position": position, "shards": shards_state}
+        if self.options.driver_spool is not None and spooled:
+            self._spool_batch(offset, spooled)
         if reads_ahead:
             self._start_prefetches(backlogged)
-        return {"position": position, "shards": shards_state}
+        return offset
+
+    def _spool_batch(self, offset: dict[str, Any], handed: list[tuple[str, HandOff]]) -> None:
+        """Write the batch's parsed records to the driver's spool, named by its end offset
+        (processor/kinesis_source/spool.py). A range whose parse failed leaves the batch
+        unspooled: the sink then collects it from Spark, whose task parses and meets the error."""
+        parsed: list[ParsedRecords] = []
+        for shard_id, (records, parse) in handed:
+            if isinstance(parse, Future):
+                parse = self._parsed(shard_id, parse)
+            elif parse is None and records is not None:  # prefetch off: nothing parsed it yet
+                parser = self._record_parser()
+                assert parser is not None  # the options require one with a spool
+                try:
+                    parse = self._parse(parser, shard_id, records)
+                except Exception as exc:  # noqa: BLE001 - the task parses again and reports it
+                    logger.warning("shard %s: batch not spooled, its parse failed: %s",
+                                   shard_id, exc)  # fmt: skip
+            if parse is None:
+                return
+            parsed.append(parse)
+        assert self.options.driver_spool is not None
+        spool = BatchSpool(self.options.driver_spool)
+        if spool.put(offset, [batch for p in parsed for batch in p.batches]) is not None:
+            self._spooled.append(offset)
 
     def _background(self) -> ThreadPoolExecutor:
         """The driver's one background thread: parses of probed records, then reads ahead."""
@@ -456,6 +487,14 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._handoff = {
             key: value for key, value in self._handoff.items() if (key[0], key[2]) not in committed
         }
+        # Nor are the spooled batches up to this one (they were spooled in order).
+        if end in self._spooled:
+            done = self._spooled.index(end) + 1
+            assert self.options.driver_spool is not None
+            spool = BatchSpool(self.options.driver_spool)
+            for offset in self._spooled[:done]:
+                spool.remove(offset)
+            del self._spooled[:done]
 
     # ------------------------------------------------------------------ executor
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
