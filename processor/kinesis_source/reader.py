@@ -455,11 +455,17 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[ShardRanges]:
         ranges = []
         start_shards = start.get("shards", {})
+        # A spooled batch is the driver's sink's to take (ADR 0048). Spark plans its partitions
+        # all the same, so they go without the records it would pickle and ship for nothing;
+        # a sink that collects the batch after all has its tasks read them from Kinesis.
+        spooled = end in self._spooled
         for shard_id, state in sorted(end.get("shards", {}).items()):
             after = start_shards.get(shard_id, {}).get("after")
             if state["after"] is None or state["after"] == after:
                 continue
             records, handed = self._handoff.pop((shard_id, after, state["after"]), (None, None))
+            if spooled:
+                records, handed = None, None
             if isinstance(handed, Future):  # a probed range: its parse, or its raw records
                 parsed = self._parsed(shard_id, handed)
                 records = None if parsed is not None else records

@@ -8,7 +8,9 @@ back to the machine they were on: ~0.8 s of a 40,000-record batch (ADR 0048). Wi
 `driverSpool` option the source also writes the batch's parsed record batches to one Arrow IPC
 file in that directory, named after the batch's end offset, before it returns the offset. The
 sink reads the end offset from Spark's offset log (written before the batch runs) and takes the
-file instead of collecting the DataFrame; Spark then never computes the batch.
+file instead of collecting the DataFrame; Spark then never computes the batch. Spark still
+plans it (`foreachBatch` builds the batch's RDD), so `partitions()` plans a spooled batch's
+ranges without their records, which it would otherwise pickle and send to the JVM for nothing.
 
 The offset names the file because it names the records: one query's source decides each end
 offset once, from the previous batch's end, so a file holds exactly the batch the offset log
