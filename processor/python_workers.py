@@ -7,7 +7,8 @@ in an already started worker (docs/benchmarks.md). Spark reuses idle workers
 importing what the source's tasks import, leaves them started for the first batch. It runs on
 a background thread from `processor.job.ingest`, while Spark looks up and plans the source
 one Python process at a time (docs/benchmarks.md: the first batch 0.9-1.2 s sooner than when
-it started with the query).
+it started with the query). Only for a query without a driver spool: with one, no batch runs
+tasks but a replay after a restart, which starts the workers itself (ADR 0048).
 """
 
 from __future__ import annotations
