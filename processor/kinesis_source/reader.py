@@ -189,6 +189,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._probe_pool: ThreadPoolExecutor | None = None  # the probes' threads (driver)
         self._parser: RecordParser | None = None  # built from the options on first use
         self._decided_a_batch = False  # whether latestOffset has run in this process
+        self._spool = None if options.driver_spool is None else BatchSpool(options.driver_spool)
         self._spooled: list[dict[str, Any]] = []  # end offsets of the batches in the spool
 
     # ------------------------------------------------------------------ driver
@@ -271,13 +272,15 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         fetched += sum(probe.reader.fetched for _, probe in prefetched.values())
         log_fetched(self.options, "driver", fetched)
         offset = {"position": position, "shards": shards_state}
-        if self.options.driver_spool is not None and spooled:
-            self._spool_batch(offset, spooled)
+        if self._spool is not None and spooled:
+            self._spool_batch(self._spool, offset, spooled)
         if reads_ahead:
             self._start_prefetches(backlogged)
         return offset
 
-    def _spool_batch(self, offset: dict[str, Any], handed: list[tuple[str, HandOff]]) -> None:
+    def _spool_batch(
+        self, spool: BatchSpool, offset: dict[str, Any], handed: list[tuple[str, HandOff]]
+    ) -> None:
         """Write the batch's parsed records to the driver's spool, named by its end offset
         (processor/kinesis_source/spool.py). A range whose parse failed leaves the batch
         unspooled: the sink then collects it from Spark, whose task parses and meets the error."""
@@ -296,8 +299,6 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if parse is None:
                 return
             parsed.append(parse)
-        assert self.options.driver_spool is not None
-        spool = BatchSpool(self.options.driver_spool)
         if spool.put(offset, [batch for p in parsed for batch in p.batches]) is not None:
             self._spooled.append(offset)
 
@@ -494,12 +495,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             key: value for key, value in self._handoff.items() if (key[0], key[2]) not in committed
         }
         # Nor are the spooled batches up to this one (they were spooled in order).
-        if end in self._spooled:
+        if self._spool is not None and end in self._spooled:
             done = self._spooled.index(end) + 1
-            assert self.options.driver_spool is not None
-            spool = BatchSpool(self.options.driver_spool)
             for offset in self._spooled[:done]:
-                spool.remove(offset)
+                self._spool.remove(offset)
             del self._spooled[:done]
 
     # ------------------------------------------------------------------ executor
