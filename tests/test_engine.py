@@ -4,6 +4,7 @@ events scored, features equal to training's, and state that a replay reads as ba
 from __future__ import annotations
 
 import copyreg
+import gc
 import hashlib
 import io
 import math
@@ -412,6 +413,18 @@ def test_a_changelog_holds_the_batch_events_not_the_entities(tmp_path: Path) -> 
     ]
     assert list(log.applied[TERMINAL]) == ["term-1"] and log.events == 2
     _same_state(StateStore(files).load(1), eng.state)
+
+
+def test_a_committed_batch_leaves_no_reference_to_its_events(tmp_path: Path) -> None:
+    """Once its changelog has landed, the engine lets go of the batch's events: the driver's
+    collection before the next batch then walks only what the state keeps (processor/heap)."""
+    eng = engine(tmp_path)
+    rows = [tx(i, i, seq=i) for i in range(3)]
+    events = [from_row(row) for row in rows]
+    eng.process(rows, 0, (), events)
+    eng.commit()
+    holders = [holder for holder in gc.get_referrers(events[1]) if holder is not events]
+    assert holders == []
 
 
 def test_evictions_and_held_events_replay_from_changelogs(tmp_path: Path) -> None:

@@ -241,6 +241,9 @@ class FeatureEngine:
         assert state is not None, "commit() without process()"
         written = self.store.save(state, self._log)
         self.state = state
+        # The changelog has landed: let go of the batch's events it listed, so that the
+        # collection before the next batch does not walk them (processor/heap.py).
+        self._log = BatchLog()
         return written
 
     def state_entries(self) -> dict[str, int]:
