@@ -221,9 +221,9 @@ def test_sigkill_loop_loses_duplicates_and_leaves_unscored_nothing(
 
     def more_while_down() -> None:
         """Records sent while the job is down, so that its restart has a batch to commit even
-        when the run before drained the stream. A month after the last ones (chargebacks come a
-        week after their transaction), so none is late; no anomalies: the dead letters stay the
-        first set's."""
+        when the run before drained the stream. Each set starts 30 days of event time after the
+        one before (whose chargebacks come a week after their transactions), so none is late;
+        no anomalies: the dead letters stay the first set's."""
         start_ms = DEFAULT_START_TIME_MS + len(produced) * 30 * DAY_MS
         produced.append(
             produce(settings, 300, seed=31 + len(produced), fraud_rate=0.03, start_time_ms=start_ms)
