@@ -26,6 +26,7 @@ from processor.scoring import frame_scorer
 from processor.sinks import LakeWriter, table_path
 from producer.contract import encode_event, parse_event_time, parse_payload
 from producer.generator import GeneratorOptions, TransactionGenerator
+from producer.generator.core import DAY_MS
 from producer.generator.options import DEFAULT_START_TIME_MS
 from producer.kinesis_writer import KinesisWriter
 from producer.records import OutgoingRecord
@@ -35,7 +36,6 @@ from tests.test_producer_kinesis import read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration]
-DAY_MS = 86_400_000  # a day of event time
 
 
 @dataclass
@@ -328,7 +328,7 @@ def test_late_events_are_scored_once_and_flagged(
         for r in records
         if r.event_type == "transaction" and r.is_fraud and times[r.event_id] < end - 3_600_000
     ]
-    assert any(times[r.event_id] < end - 2 * 86_400_000 for r in held)
+    assert any(times[r.event_id] < end - 2 * DAY_MS for r in held)
     client = make_client("kinesis", settings.aws)
     ensure_stream(client, settings.kinesis.stream_name, settings.kinesis.shard_count)
     on_time = [r for r in records if r not in held]
